@@ -78,6 +78,7 @@ class OpRecord:
     bytes_written: int
     op_class: str                   # one of OP_CLASSES, or "unpriced"
     n_tensors: int = 1              # tensors in a foreach list op (1 otherwise)
+    host_only: bool = False         # every tensor is a CPU scalar (optimizer step counters): no kernel
     extra: dict = field(default_factory=dict, compare=False)
 
     @property

@@ -1,0 +1,676 @@
+"""Device profiles: what one device really achieves, as the predictor needs it.
+
+A :class:`DeviceProfile` holds fitted efficiency curves per op class and math mode, the memory and
+reduction bandwidth curves, the host cost of one eager op, the device launch latency and the optimizer
+step cost. Profiles are JSON files with a schema version. They come from two places:
+
+* ``source="calibrated"``: measured by ``traincost calibrate`` (:mod:`traincost.calibrate.microbench`);
+  the package ships some in ``traincost/data/profiles/``;
+* ``source="datasheet"``: derived for any catalog GPU by :func:`datasheet_profile` from its datasheet peaks
+  times the fraction of datasheet that calibrated GPUs reach (or documented defaults measured on an H200,
+  ``/work/shared/reference/h200_microbench.json``). Predictions from these are less certain.
+
+Time model of one kernel (all curves)::
+
+    time_s(work) = latency_s + work / rate(work)       rate = peak  (cache_peak while work <= cache_bytes)
+    efficiency   = achieved rate / datasheet peak = work / time_s(work) / datasheet_peak
+
+``work`` is FLOPs (2 per multiply-add) for compute curves and bytes read + written for memory curves.
+Curve latencies never include the host's dispatch cost: on a GPU they are device times (CUDA events),
+on a CPU the measured wall time minus ``dispatch_s``. So on any device an op costs ``dispatch_s`` of host
+time plus :meth:`DeviceProfile.device_time_s` of device time; on a CPU the two add up (synchronous), on a GPU
+they form two timelines (the predictor's business).
+
+This module never prints and imports no torch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import math
+import os
+import platform
+import statistics
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from traincost.errors import TraincostError, TraincostUsageError
+
+if TYPE_CHECKING:
+    from traincost.catalog import GPUSpec
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "COMPUTE_CLASSES",
+    "MATH_MODES",
+    "Curve",
+    "DeviceProfile",
+    "ProfileError",
+    "datasheet_profile",
+    "load_profile",
+    "load_shipped_profiles",
+    "profile_for",
+    "save_profile",
+    "shipped_profiles_dir",
+]
+
+#: Version of the profile JSON layout. Loading a file with a newer version is refused.
+SCHEMA_VERSION = 1
+
+#: Compute op classes a profile may hold curves for. ``conv`` is the forward convolution,
+#: ``conv_backward`` one ``aten.convolution_backward`` computing grad input and grad weight
+#: (work = 2 x forward FLOPs), ``conv_bwd_input`` / ``conv_bwd_weight`` one of the two (work = forward FLOPs).
+COMPUTE_CLASSES = ("matmul", "conv", "conv_backward", "conv_bwd_input", "conv_bwd_weight")
+
+#: Math modes (keys of ``compute[op_class]``). ``fp32`` is PyTorch's default for float32 tensors: on CUDA
+#: matmul is strict fp32 but convolution uses TF32 (``torch.backends.cudnn.allow_tf32`` defaults to True;
+#: the profile says so in ``properties["conv_fp32_uses_tf32"]``); ``fp32_strict`` is conv with TF32 off.
+#: A ``_channels_last`` suffix marks a convolution measured in NHWC memory format.
+MATH_MODES = ("fp32", "fp32_strict", "tf32", "bf16", "fp16")
+
+SOURCES = ("calibrated", "datasheet")
+KINDS = ("cuda", "cpu")
+CHANNELS_LAST = "_channels_last"
+
+
+class ProfileError(TraincostUsageError):
+    """A profile file that cannot be used: missing, corrupt, incomplete or from a newer traincost."""
+
+
+# ------------------------------------------------------------------------------------------- Curve
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Time of one kernel as a function of its work: ``latency_s + work / peak``.
+
+    ``peak`` is the asymptotic rate (FLOP/s for compute, bytes/s for memory), ``latency_s`` the fixed
+    seconds per kernel. Achieved / peak = ``work / (work + latency_s * peak)``: half of peak at
+    ``work = latency_s * peak``. Memory curves may carry a cache tier: work up to ``cache_bytes`` streams at
+    ``cache_peak`` (a CPU's L2/L3, a GPU's L2), larger work at ``peak``. ``cache_bytes = 0`` means none.
+    """
+
+    peak: float
+    latency_s: float
+    cache_bytes: float = 0.0
+    cache_peak: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.peak, (int, float)) and math.isfinite(self.peak) and self.peak > 0):
+            raise ValueError(f"Curve.peak must be a positive finite number, got {self.peak!r}")
+        if not (isinstance(self.latency_s, (int, float)) and math.isfinite(self.latency_s)
+                and self.latency_s >= 0):
+            raise ValueError(f"Curve.latency_s must be a non-negative finite number, got {self.latency_s!r}")
+        if self.cache_bytes < 0 or (self.cache_bytes > 0 and not self.cache_peak > 0):
+            raise ValueError("Curve.cache_bytes > 0 needs a positive cache_peak")
+
+    def rate(self, work: float) -> float:
+        """Asymptotic rate that applies to this work size (``cache_peak`` inside the cache tier)."""
+        if self.cache_bytes > 0 and work <= self.cache_bytes:
+            return self.cache_peak
+        return self.peak
+
+    def time_s(self, work: float) -> float:
+        """Seconds for one kernel doing ``work`` (FLOPs or bytes); ``latency_s`` for zero work."""
+        if work <= 0:
+            return self.latency_s
+        return self.latency_s + work / self.rate(work)
+
+    def achieved(self, work: float) -> float:
+        """Achieved rate ``work / time_s(work)`` (FLOP/s or bytes/s)."""
+        return work / self.time_s(work) if work > 0 else 0.0
+
+    def efficiency(self, work: float, datasheet_peak: float) -> float:
+        """Achieved rate as a fraction of ``datasheet_peak`` (same unit as ``peak``)."""
+        if datasheet_peak <= 0:
+            raise ValueError(f"datasheet_peak must be positive, got {datasheet_peak!r}")
+        return self.achieved(work) / datasheet_peak
+
+    def scaled(self, factor: float) -> "Curve":
+        """The same curve with every rate multiplied by ``factor`` (latency unchanged)."""
+        return replace(self, peak=self.peak * factor, cache_peak=self.cache_peak * factor)
+
+    def to_dict(self) -> dict[str, float]:
+        out = {"peak": float(self.peak), "latency_s": float(self.latency_s)}
+        if self.cache_bytes > 0:
+            out["cache_bytes"] = float(self.cache_bytes)
+            out["cache_peak"] = float(self.cache_peak)
+        return out
+
+
+# ------------------------------------------------------------------------------------------- profile
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Everything the predictor knows about one device. Units in names; rates in FLOP/s and bytes/s.
+
+    ``compute[op_class][mode]``: op class in :data:`COMPUTE_CLASSES`, mode in :data:`MATH_MODES` (optionally
+    with ``_channels_last``). ``memory``: elementwise kernels (work = bytes read + written);
+    ``reduction``: full reductions (work = bytes read). ``dispatch_s``: host seconds of one eager aten op;
+    ``dispatch_autocast_s``: the same inside ``torch.autocast`` (per aten op, casts counted as ops);
+    ``launch_s``: device time of the smallest kernel back to back (0 on a CPU, where it is part of the op).
+    ``optimizer``: ``{opt}_fixed_s``, ``{opt}_per_tensor_s``, ``{opt}_s_per_byte`` for ``sgd`` (momentum) and
+    ``adamw``, foreach implementations, per parameter byte of fp32 parameters (wall time of ``step()``).
+    ``raw``: the measurements (family -> list of dicts) and ``raw["errors"]``; ``spread``: summary of the
+    relative spread of repeats; ``properties``: device facts and how it was measured.
+    """
+
+    schema_version: int
+    source: str
+    name: str
+    kind: str
+    catalog_key: str | None
+    memory_bytes: int
+    compute: dict[str, dict[str, Curve]]
+    memory: Curve
+    reduction: Curve
+    dispatch_s: float
+    dispatch_autocast_s: float
+    launch_s: float
+    optimizer: dict[str, float]
+    software: dict[str, Any]
+    created: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    spread: dict[str, Any] = field(default_factory=dict)
+
+    # ---- queries used by the predictor
+
+    def modes(self, op_class: str = "matmul") -> tuple[str, ...]:
+        """Math modes with a curve for ``op_class`` (e.g. ``('fp32', 'bf16')`` on a CPU)."""
+        return tuple(self.compute.get(op_class, {}))
+
+    def compute_curve(self, op_class: str, mode: str, channels_last: bool = False) -> Curve | None:
+        """The compute curve for ``op_class`` in math ``mode``, or ``None`` when the profile has none.
+
+        Fallbacks, in order: a ``_channels_last`` curve when asked and present, else the plain mode;
+        ``conv_bwd_input``/``conv_bwd_weight`` -> ``conv_backward`` -> ``conv``; ``attention`` -> ``matmul``.
+        Modes never fall back to one another (an unsupported precision is ``None``).
+        """
+        chain = {
+            "conv_bwd_input": ("conv_bwd_input", "conv_backward", "conv"),
+            "conv_bwd_weight": ("conv_bwd_weight", "conv_backward", "conv"),
+            "conv_backward": ("conv_backward", "conv"),
+            "attention": ("attention", "matmul"),
+        }.get(op_class, (op_class,))
+        keys = ([mode + CHANNELS_LAST] if channels_last else []) + [mode]
+        for cls in chain:
+            curves = self.compute.get(cls)
+            if not curves:
+                continue
+            for key in keys:
+                if key in curves:
+                    return curves[key]
+        return None
+
+    def device_time_s(self, op_class: str, mode: str, flops: float, bytes_moved: float,
+                      channels_last: bool = False) -> float:
+        """Device seconds of one op: ``max(compute time, memory time, launch_s)`` (a roofline with
+        achieved rates). Ops of classes without a compute curve are priced by bytes (``reduction`` by the
+        reduction curve, everything else by the memory curve); ``free`` ops cost 0."""
+        if op_class == "free":
+            return 0.0
+        t = self.launch_s
+        if flops > 0:
+            curve = self.compute_curve(op_class, mode, channels_last)
+            if curve is not None:
+                t = max(t, curve.time_s(flops))
+        if bytes_moved > 0:
+            mem = self.reduction if op_class == "reduction" else self.memory
+            t = max(t, mem.time_s(bytes_moved))
+        return t
+
+    # ---- (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "compute":
+                value = {cls: {m: c.to_dict() for m, c in modes.items()} for cls, modes in value.items()}
+            elif isinstance(value, Curve):
+                value = value.to_dict()
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "profile") -> "DeviceProfile":
+        """Validate and build; ``ProfileError`` naming ``where`` and the problem on anything wrong."""
+        return _from_dict(data, where)
+
+
+def _err(where: str, problem: str) -> ProfileError:
+    return ProfileError(f"{where}: {problem}")
+
+
+def _num(value: Any, name: str, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _err(where, f"field {name!r} must be a number, got {type(value).__name__} {value!r}"[:200])
+    if value < 0 or (positive and value == 0):
+        raise _err(where, f"field {name!r} must be {'positive' if positive else 'non-negative'}, got {value!r}")
+    return float(value)
+
+
+def _curve(value: Any, name: str, where: str) -> Curve:
+    if not isinstance(value, dict):
+        raise _err(where, f"field {name!r} must be an object with peak and latency_s, got {type(value).__name__}")
+    for key in ("peak", "latency_s"):
+        if key not in value:
+            raise _err(where, f"missing field {name}.{key}")
+    peak = _num(value["peak"], f"{name}.peak", where, positive=True)
+    lat = _num(value["latency_s"], f"{name}.latency_s", where)
+    cache_bytes = _num(value.get("cache_bytes", 0.0), f"{name}.cache_bytes", where)
+    cache_peak = _num(value.get("cache_peak", 0.0), f"{name}.cache_peak", where)
+    if cache_bytes > 0 and cache_peak <= 0:
+        raise _err(where, f"field {name}.cache_bytes needs a positive {name}.cache_peak")
+    return Curve(peak=peak, latency_s=lat, cache_bytes=cache_bytes, cache_peak=cache_peak)
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "source": str, "name": str, "kind": str, "catalog_key": (str, type(None)),
+    "memory_bytes": int, "compute": dict, "memory": dict, "reduction": dict, "dispatch_s": (int, float),
+    "dispatch_autocast_s": (int, float), "launch_s": (int, float), "optimizer": dict, "software": dict,
+    "created": str,
+}
+_OPTIONAL: dict[str, type] = {"properties": dict, "raw": dict, "spread": dict}
+
+
+def _from_dict(data: Any, where: str) -> DeviceProfile:
+    if not isinstance(data, dict):
+        raise _err(where, f"a profile must be a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise _err(where, f"schema version {version} is newer than this traincost understands "
+                          f"({SCHEMA_VERSION}); upgrade traincost")
+    for name, kind in _REQUIRED.items():
+        if name not in data:
+            raise _err(where, f"missing field {name!r}")
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(
+                "null" if k is type(None) else k.__name__ for k in kind)
+            raise _err(where, f"field {name!r} must be {want}, got {type(value).__name__}")
+    for name, kind in _OPTIONAL.items():
+        if name in data and not isinstance(data[name], kind):
+            raise _err(where, f"field {name!r} must be {kind.__name__}, got {type(data[name]).__name__}")
+    if version < 1:
+        raise _err(where, f"schema version must be >= 1, got {version}")
+    if data["source"] not in SOURCES:
+        raise _err(where, f"field 'source' must be one of {', '.join(SOURCES)}, got {data['source']!r}")
+    if data["kind"] not in KINDS:
+        raise _err(where, f"field 'kind' must be one of {', '.join(KINDS)}, got {data['kind']!r}")
+    if data["memory_bytes"] <= 0:
+        raise _err(where, f"field 'memory_bytes' must be positive, got {data['memory_bytes']}")
+    compute: dict[str, dict[str, Curve]] = {}
+    for cls, modes in data["compute"].items():
+        if not isinstance(modes, dict):
+            raise _err(where, f"field compute.{cls} must be an object of math mode -> curve")
+        compute[cls] = {m: _curve(c, f"compute.{cls}.{m}", where) for m, c in modes.items()}
+    if not compute.get("matmul"):
+        raise _err(where, "missing field 'compute.matmul' (at least one matmul curve is needed)")
+    optimizer = {}
+    for key, value in data["optimizer"].items():
+        optimizer[key] = _num(value, f"optimizer.{key}", where)
+    return DeviceProfile(
+        schema_version=int(version),
+        source=data["source"],
+        name=data["name"],
+        kind=data["kind"],
+        catalog_key=data["catalog_key"],
+        memory_bytes=int(data["memory_bytes"]),
+        compute=compute,
+        memory=_curve(data["memory"], "memory", where),
+        reduction=_curve(data["reduction"], "reduction", where),
+        dispatch_s=_num(data["dispatch_s"], "dispatch_s", where),
+        dispatch_autocast_s=_num(data["dispatch_autocast_s"], "dispatch_autocast_s", where),
+        launch_s=_num(data["launch_s"], "launch_s", where),
+        optimizer=optimizer,
+        software=dict(data["software"]),
+        created=data["created"],
+        properties=dict(data.get("properties", {})),
+        raw=dict(data.get("raw", {})),
+        spread=dict(data.get("spread", {})),
+    )
+
+
+def _json_default(value: Any) -> Any:
+    try:  # numpy scalars and the like
+        return value.item()
+    except AttributeError:
+        return str(value)
+
+
+def save_profile(profile: DeviceProfile, path: str | os.PathLike[str]) -> Path:
+    """Write ``profile`` as indented JSON (atomically: a temporary file renamed over ``path``)."""
+    path = Path(path)
+    text = json.dumps(profile.to_dict(), indent=1, default=_json_default, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TraincostError(f"{path}: cannot write profile: {exc.strerror or exc}") from None
+    return path
+
+
+def load_profile(path: str | os.PathLike[str]) -> DeviceProfile:
+    """Read and validate a profile JSON file.
+
+    Raises :class:`ProfileError` (exit code 2) naming the file and the problem when it is missing,
+    is not valid JSON, lacks a field, has a field of the wrong type, or has a newer schema version.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _err(str(path), "no such profile file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _err(str(path), f"cannot read profile: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _err(str(path), f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    return _from_dict(data, str(path))
+
+
+# ------------------------------------------------------------------------------------------- datasheet
+#
+# Defaults used when no calibrated GPU profile is given: fitted on the one public H200 run in
+# /work/shared/reference/h200_microbench.json (torch 2.11, CUDA 13.0, cuDNN 9.19; matmul with
+# allow_tf32=False; conv with cudnn.allow_tf32=True, i.e. "fp32" conv ran as TF32) against the H200 SXM
+# datasheet (fp32 67, tf32 494.7, bf16/fp16 989.4 TFLOP/s, 4800 GB/s). tests/test_devices.py refits that
+# file and checks these numbers. Values marked "assumption" are not in that file.
+
+#: Catalog key of the GPU the defaults were measured on.
+DEFAULT_REFERENCE_KEY = "h200-sxm-141gb"
+#: matmul fitted on sizes 512..8192 (square): 2-parameter curve -> (peak / datasheet, latency_s).
+#: fp32: peak 51.4 of 67 TFLOP/s (fit median APE 0.8 %); tf32: 390.8 of 494.7 (6.3 %); bf16: 809.8 of
+#: 989.4 (2.2 %). fp16 was not measured: the bf16 values are used.
+DEFAULT_MATMUL = {
+    "fp32": (0.7670, 36.2e-6),
+    "tf32": (0.7900, 23.7e-6),
+    "bf16": (0.8185, 21.2e-6),
+    "fp16": (0.8185, 21.2e-6),
+}
+#: conv2d forward, batch 64, six ResNet layer shapes, NCHW; peak fitted (robust, log time) with the latency
+#: fixed to the matmul latency of the math mode it runs in. "fp32" ran as TF32: fraction of the tf32
+#: datasheet (125.0 TFLOP/s); bf16: 170.0 TFLOP/s of 989.4 (NCHW 16-bit convs pay layout transposes).
+#: The 7x7 stem (C_in = 3) and the 1x1 layer reach much less (29 and 65 TFLOP/s in fp32): median APE 22 %.
+DEFAULT_CONV = {
+    "fp32": (0.2528, 23.7e-6),
+    "bf16": (0.1718, 21.2e-6),
+    "fp16": (0.1718, 21.2e-6),
+}
+#: assumption: true-fp32 (CUDA-core) convolution reaches the fraction of fp32 peak that fp32 GEMM does.
+DEFAULT_CONV_FP32_STRICT = DEFAULT_MATMUL["fp32"]
+#: assumption: a convolution backward (grad input + grad weight) runs at this fraction of the forward rate.
+CONV_BACKWARD_VS_FORWARD = 0.85
+#: assumption: 16-bit convolutions in channels_last run this much faster than NCHW (the reference README:
+#: bf16 autocast + channels_last runs a ResNet-50 step almost twice as fast as NCHW on the H200), capped
+#: at the matmul fraction of the same mode.
+CONV_CHANNELS_LAST_SPEEDUP_16BIT = 2.0
+#: device copy bandwidth (read + write): 4202 of 4800 GB/s.
+DEFAULT_MEMORY_FRACTION = 4202.446 / 4800.0
+#: assumption: reductions stream at the copy fraction.
+DEFAULT_REDUCTION_FRACTION = DEFAULT_MEMORY_FRACTION
+#: assumption: device time of a tiny kernel back to back on a recent NVIDIA GPU (typical 2-3 us).
+DEFAULT_LAUNCH_S = 2.5e-6
+#: assumption: latency of memory-bound / reduction kernels (a few waves of a tiny kernel).
+DEFAULT_MEMORY_LATENCY_S = 3.0e-6
+DEFAULT_REDUCTION_LATENCY_S = 5.0e-6
+#: eager host cost of one tiny op on the H200's host: 6.95 us ("eager_small_op_us").
+DEFAULT_DISPATCH_S = 6.950e-6
+#: assumption: autocast adds this much host cost per aten op (casts counted as their own ops).
+DEFAULT_AUTOCAST_DISPATCH_RATIO = 1.25
+#: assumption: foreach optimizer steps move this many bytes per parameter byte (fp32 params):
+#: SGD momentum 8 (buf*=m, buf+=g, p-=lr*buf), AdamW about 20 (decay, lerp, mul, addcmul, sqrt, div, add,
+#: addcdiv), at the copy bandwidth; plus a fixed host part per step and a small per-tensor part.
+DEFAULT_OPTIMIZER_PASSES = {"sgd": 8.0, "adamw": 20.0}
+DEFAULT_OPTIMIZER_FIXED_S = {"sgd": 60e-6, "adamw": 150e-6}
+DEFAULT_OPTIMIZER_PER_TENSOR_S = {"sgd": 0.3e-6, "adamw": 1.0e-6}
+
+
+def _datasheet_peak_flops(gpu: "GPUSpec", op_class: str, mode: str, conv_uses_tf32: bool) -> float | None:
+    """Datasheet FLOP/s that a measured curve of (class, mode) is a fraction of; None if unsupported."""
+    base = mode.removesuffix(CHANNELS_LAST)
+    if base == "fp32_strict":
+        tf = gpu.fp32_tflops
+    elif base == "fp32" and op_class.startswith("conv") and conv_uses_tf32 and gpu.tf32_tflops:
+        tf = gpu.tf32_tflops
+    else:
+        try:
+            tf = gpu.peak_tflops(base)
+        except TraincostUsageError:
+            return None
+    return tf * 1e12 if tf else None
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[DeviceProfile, ...] | None = None
+                      ) -> DeviceProfile:
+    """A profile for a catalog GPU never measured: its datasheet peaks times the achieved fraction.
+
+    With calibrated CUDA profiles in ``reference`` (those with a ``catalog_key`` in the catalog), each
+    (op class, mode) rate is the median over them of calibrated peak / datasheet peak, times this GPU's
+    datasheet peak; latencies, dispatch and optimizer constants are their medians (optimizer per-byte
+    costs scaled by the bandwidth ratio). Without any, the ``DEFAULT_*`` constants of this module (one
+    H200 run) are used. On a GPU with TF32, PyTorch's default fp32 convolution runs as TF32, so the
+    ``fp32`` conv curves scale with the TF32 peak there, and with the fp32 peak (``fp32_strict``
+    fraction) on older GPUs. Modes the GPU lacks (bf16 before Ampere, tf32) get no curve.
+    """
+    from traincost.catalog import load_gpus
+
+    by_key = {g.key: g for g in load_gpus()}
+    refs = [p for p in (reference or ()) if p.source == "calibrated" and p.kind == "cuda"
+            and p.catalog_key in by_key]
+    has_tf32 = bool(gpu.tf32_tflops)
+    assumptions: list[str] = []
+    compute: dict[str, dict[str, Curve]] = {}
+
+    def put(cls: str, mode: str, fraction: float, latency: float) -> None:
+        uses_tf32 = cls.startswith("conv") and mode.removesuffix(CHANNELS_LAST) == "fp32"
+        if uses_tf32 and not has_tf32:
+            return  # handled through fp32_strict below
+        ds = _datasheet_peak_flops(gpu, cls, mode, conv_uses_tf32=True)
+        if ds is None:
+            return
+        compute.setdefault(cls, {})[mode] = Curve(peak=ds * fraction, latency_s=latency)
+
+    if refs:
+        fracs: dict[tuple[str, str], list[float]] = {}
+        lats: dict[tuple[str, str], list[float]] = {}
+        for ref in refs:
+            rgpu = by_key[ref.catalog_key]  # type: ignore[index]
+            tf32_conv = bool(ref.properties.get("conv_fp32_uses_tf32", True)) and bool(rgpu.tf32_tflops)
+            for cls, modes in ref.compute.items():
+                for mode, curve in modes.items():
+                    ds = _datasheet_peak_flops(rgpu, cls, mode, tf32_conv)
+                    if ds:
+                        fracs.setdefault((cls, mode), []).append(curve.peak / ds)
+                        lats.setdefault((cls, mode), []).append(curve.latency_s)
+        for (cls, mode), values in sorted(fracs.items()):
+            put(cls, mode, _median(values), _median(lats[(cls, mode)]))
+        if not has_tf32:  # fp32 conv runs on CUDA cores here: strict-fp32 fractions (else fp32 GEMM's)
+            for cls in sorted({c for c, _ in fracs if c.startswith("conv")}):
+                for suffix in ("", CHANNELS_LAST):
+                    src = next((k for k in ((cls, "fp32_strict" + suffix), (cls, "fp32_strict"),
+                                            ("matmul", "fp32")) if k in fracs), None)
+                    if src is not None:
+                        compute.setdefault(cls, {})["fp32" + suffix] = Curve(
+                            peak=gpu.fp32_tflops * 1e12 * _median(fracs[src]), latency_s=_median(lats[src]))
+        bw_ratio = [r.memory.peak / by_key[r.catalog_key].mem_bandwidth_bytes_per_s for r in refs]  # type: ignore[index]
+        red_ratio = [r.reduction.peak / by_key[r.catalog_key].mem_bandwidth_bytes_per_s for r in refs]  # type: ignore[index]
+        memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median(bw_ratio),
+                       latency_s=_median([r.memory.latency_s for r in refs]))
+        reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median(red_ratio),
+                          latency_s=_median([r.reduction.latency_s for r in refs]))
+        dispatch_s = _median([r.dispatch_s for r in refs])
+        dispatch_autocast_s = _median([r.dispatch_autocast_s for r in refs])
+        launch_s = _median([r.launch_s for r in refs])
+        optimizer: dict[str, float] = {}
+        for key in sorted({k for r in refs for k in r.optimizer}):
+            vals = []
+            for r in refs:
+                if key in r.optimizer:
+                    v = r.optimizer[key]
+                    if key.endswith("_s_per_byte"):  # bandwidth-bound: scale by the bandwidth ratio
+                        v *= by_key[r.catalog_key].mem_bandwidth_bytes_per_s / gpu.mem_bandwidth_bytes_per_s  # type: ignore[index]
+                    vals.append(v)
+            optimizer[key] = _median(vals)
+        derived_from = [r.name for r in refs]
+        assumptions.append("memory cache tiers of the references are dropped (L2 sizes differ)")
+    else:
+        for mode, (frac, lat) in DEFAULT_MATMUL.items():
+            put("matmul", mode, frac, lat)
+        conv_modes: dict[str, tuple[float, float]] = dict(DEFAULT_CONV)
+        if has_tf32:
+            conv_modes["tf32"] = DEFAULT_CONV["fp32"]
+            conv_modes["fp32_strict"] = DEFAULT_CONV_FP32_STRICT
+        else:
+            conv_modes["fp32"] = DEFAULT_CONV_FP32_STRICT
+            conv_modes["fp32_strict"] = DEFAULT_CONV_FP32_STRICT
+        for mode, (frac, lat) in conv_modes.items():
+            if mode == "fp32" and not has_tf32:
+                ds = gpu.fp32_tflops * 1e12
+                compute.setdefault("conv", {})["fp32"] = Curve(peak=ds * frac, latency_s=lat)
+            else:
+                put("conv", mode, frac, lat)
+            if mode in ("bf16", "fp16"):
+                cl = min(frac * CONV_CHANNELS_LAST_SPEEDUP_16BIT, DEFAULT_MATMUL[mode][0])
+                put("conv", mode + CHANNELS_LAST, cl, lat)
+        for cls in ("conv_backward", "conv_bwd_input", "conv_bwd_weight"):
+            compute[cls] = {m: c.scaled(CONV_BACKWARD_VS_FORWARD) for m, c in compute.get("conv", {}).items()}
+        memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_MEMORY_FRACTION,
+                       latency_s=DEFAULT_MEMORY_LATENCY_S)
+        reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_REDUCTION_FRACTION,
+                          latency_s=DEFAULT_REDUCTION_LATENCY_S)
+        dispatch_s = DEFAULT_DISPATCH_S
+        dispatch_autocast_s = DEFAULT_DISPATCH_S * DEFAULT_AUTOCAST_DISPATCH_RATIO
+        launch_s = DEFAULT_LAUNCH_S
+        optimizer = {}
+        for opt, passes in DEFAULT_OPTIMIZER_PASSES.items():
+            optimizer[f"{opt}_fixed_s"] = DEFAULT_OPTIMIZER_FIXED_S[opt]
+            optimizer[f"{opt}_per_tensor_s"] = DEFAULT_OPTIMIZER_PER_TENSOR_S[opt]
+            optimizer[f"{opt}_s_per_byte"] = passes / memory.peak
+        derived_from = ["/work/shared/reference/h200_microbench.json (traincost.devices.DEFAULT_*)"]
+        assumptions += [
+            "conv backward = forward rate x CONV_BACKWARD_VS_FORWARD",
+            "fp16 = bf16 fractions (fp16 not in the reference run)",
+            "16-bit channels_last conv = NCHW x CONV_CHANNELS_LAST_SPEEDUP_16BIT (capped at matmul)",
+            "launch, memory/reduction latencies, autocast dispatch and optimizer constants are assumptions",
+        ]
+    if not compute.get("matmul"):
+        compute.setdefault("matmul", {})["fp32"] = Curve(
+            peak=gpu.fp32_tflops * 1e12 * DEFAULT_MATMUL["fp32"][0], latency_s=DEFAULT_MATMUL["fp32"][1])
+    return DeviceProfile(
+        schema_version=SCHEMA_VERSION,
+        source="datasheet",
+        name=f"{gpu.name} (datasheet)",
+        kind="cuda",
+        catalog_key=gpu.key,
+        memory_bytes=gpu.memory_bytes,
+        compute=compute,
+        memory=memory,
+        reduction=reduction,
+        dispatch_s=dispatch_s,
+        dispatch_autocast_s=dispatch_autocast_s,
+        launch_s=launch_s,
+        optimizer=optimizer,
+        software={},
+        created=_dt.date.today().isoformat(),
+        properties={
+            "sm_count": gpu.sm_count,
+            "datasheet_tflops": {m: gpu.peak_tflops(m) for m in ("fp32", "tf32", "bf16", "fp16")},
+            "mem_bandwidth_bytes_per_s": gpu.mem_bandwidth_bytes_per_s,
+            "conv_fp32_uses_tf32": has_tf32,
+            "derived_from": derived_from,
+            "assumptions": assumptions,
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------- shipped
+
+
+def shipped_profiles_dir() -> Path:
+    """``traincost/data/profiles`` inside the installed package."""
+    return Path(str(resources.files("traincost") / "data" / "profiles"))
+
+
+@functools.lru_cache(maxsize=1)
+def load_shipped_profiles() -> tuple[DeviceProfile, ...]:
+    """Every profile shipped in ``traincost/data/profiles/*.json``, sorted by file name."""
+    folder = shipped_profiles_dir()
+    if not folder.is_dir():
+        return ()
+    return tuple(load_profile(p) for p in sorted(folder.glob("*.json")))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_score(profile: DeviceProfile) -> tuple[int, int]:
+    props = profile.properties
+    same_machine = int(props.get("machine") == platform.machine())
+    same_model = int(props.get("cpu_model") == _cpu_model())
+    same_count = int(props.get("cpu_count") == os.cpu_count())
+    return (same_machine + same_model + same_count, -abs(int(props.get("cpu_count") or 0) - (os.cpu_count() or 0)))
+
+
+def profile_for(device: str) -> DeviceProfile:
+    """The profile to predict with for ``device``.
+
+    * ``"cpu"``: the shipped CPU profile closest to this machine (architecture, CPU model, core count);
+    * a path ending in ``.json`` (or an existing file): that profile;
+    * a GPU name (anything :func:`traincost.catalog.resolve_gpu` accepts): a shipped calibrated profile of
+      that catalog GPU if there is one, else :func:`datasheet_profile` learned from the shipped GPU profiles.
+    """
+    if not isinstance(device, str) or not device.strip():
+        raise TraincostUsageError(f"unknown device {device!r}; expected 'cpu', a GPU name or a profile .json")
+    text = device.strip()
+    if text.lower().endswith(".json") or (os.sep in text and Path(text).is_file()):
+        return load_profile(text)
+    shipped = load_shipped_profiles()
+    if text.lower() == "cpu":
+        cpus = [p for p in shipped if p.kind == "cpu"]
+        if not cpus:
+            raise TraincostError("no CPU profile is shipped; run 'traincost calibrate --device cpu -o cpu.json' "
+                                 "and pass --device cpu.json")
+        return max(cpus, key=_cpu_score)
+    from traincost.catalog import resolve_gpu
+
+    gpu = resolve_gpu(text)
+    for p in shipped:
+        if p.kind == "cuda" and p.source == "calibrated" and p.catalog_key == gpu.key:
+            return p
+    return datasheet_profile(gpu, [p for p in shipped if p.kind == "cuda" and p.source == "calibrated"])
+
+
+def summarize_spread(rel_ranges: list[float]) -> dict[str, float]:
+    """Median / p90 / max of per-point relative spreads ``(max - min) / median`` of repeats."""
+    if not rel_ranges:
+        return {"points": 0}
+    xs = sorted(rel_ranges)
+    p90 = xs[min(len(xs) - 1, int(math.ceil(0.9 * len(xs))) - 1)]
+    return {"points": len(xs), "median_rel_range": xs[len(xs) // 2] if len(xs) % 2 else
+            (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2, "p90_rel_range": p90, "max_rel_range": xs[-1]}
+
+
+def mapping_copy(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON round-trip copy (used to freeze raw measurements into a profile)."""
+    return json.loads(json.dumps(m, default=_json_default))

@@ -1,0 +1,273 @@
+"""Architecture descriptions: what the user names, validated once, and how it becomes a module.
+
+An :class:`ArchSpec` is one of
+
+- a generated family (``fc``, ``vgg``, ``resnet``, ``inception``) with its parameters,
+- a torchvision model name (``resnet50``, ``vit_b_16``, ...), when torchvision is installed,
+- a user factory: ``path/to/file.py:factory`` or ``package.module:factory`` (+ an input shape),
+
+and can be read from a JSON or YAML spec file holding one description::
+
+    schema_version: 1
+    model: vgg                       # family, torchvision name or factory
+    params: {blocks: 5, filters: 64} # family parameters or factory keyword arguments
+    input_shape: [3, 224, 224]       # per-sample; optional for families and torchvision
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from traincost.errors import ModelBuildError, SpecError
+from traincost.flopmodel import families
+
+SPEC_SCHEMA_VERSION = 1
+KINDS = ("family", "torchvision", "factory")
+_FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A validated architecture description.
+
+    ``kind`` is ``family``, ``torchvision`` or ``factory``; ``name`` the family, torchvision model or
+    ``target:factory``; ``params`` the family's parameter dataclass (as a dict) or the factory's
+    keyword arguments; ``input_shape`` the per-sample input shape (``None``: the model's default).
+    """
+
+    kind: str
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", _check_shape(self.input_shape))
+        if self.kind == "family":
+            parsed = families.parse_params(self.name, self.params)
+            object.__setattr__(self, "params", _asdict(parsed))
+        elif self.kind == "torchvision":
+            _check_torchvision_name(self.name)
+        elif not _FACTORY_RE.match(self.name):
+            raise SpecError(f"factory must look like 'file.py:function' or 'package.module:function', "
+                            f"got {self.name!r}")
+        if self.kind == "factory" and self.input_shape is None:
+            raise SpecError(f"input_shape is required for a user model ({self.name}); "
+                            "pass --input-shape C,H,W (or F for vectors)")
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name."""
+        if self.kind != "family":
+            return self.name
+        return self.name + "(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items()) + ")"
+
+    def family_params(self) -> families.Params:
+        return families.parse_params(self.name, self.params)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape, e.g. ``(3, 224, 224)``."""
+        if self.input_shape is not None:
+            return self.input_shape
+        if self.kind == "family":
+            return families.input_shape(self.family_params())
+        return _torchvision_input_shape(self.name)
+
+    def build(self) -> nn.Module:
+        """The model, on the meta device where its constructor allows (no memory), else on CPU."""
+        if self.kind == "family":
+            with torch.device("meta"):
+                return families.build(self.family_params())
+        if self.kind == "torchvision":
+            return _build_on_meta_or_cpu(lambda: _torchvision().models.get_model(self.name, **self.params),
+                                         self.name)
+        factory = _load_factory(self.name)
+        return _build_on_meta_or_cpu(lambda: factory(**self.params), self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec-file form (JSON/YAML-serialisable); ``from_dict`` reads it back."""
+        out: dict[str, Any] = {"schema_version": SPEC_SCHEMA_VERSION, "model": self.name,
+                               "params": {k: list(v) if isinstance(v, tuple) else v
+                                          for k, v in self.params.items()}}
+        if self.input_shape is not None:
+            out["input_shape"] = list(self.input_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> "ArchSpec":
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{source}: expected a mapping with a 'model' key, got {type(data).__name__}")
+        version = data.get("schema_version", SPEC_SCHEMA_VERSION)
+        if version != SPEC_SCHEMA_VERSION:
+            raise SpecError(f"{source}: schema_version {version!r} is not supported "
+                            f"(this traincost reads {SPEC_SCHEMA_VERSION})")
+        unknown = set(data) - {"schema_version", "model", "params", "input_shape"}
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {sorted(unknown)}; "
+                            "expected schema_version, model, params, input_shape")
+        if "model" not in data or not isinstance(data["model"], str):
+            raise SpecError(f"{source}: 'model' (a family, torchvision name or file.py:factory) is required")
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise SpecError(f"{source}: 'params' must be a mapping, got {params!r}")
+        shape = data.get("input_shape")
+        return resolve(data["model"], params=params,
+                       input_shape=tuple(shape) if isinstance(shape, list) else shape)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ArchSpec":
+        """Read one description from a ``.json``, ``.yaml`` or ``.yml`` file."""
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"spec file not found: {path}")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            elif path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+                data = yaml.safe_load(text)
+            else:
+                raise SpecError(f"{path}: spec files must end in .json, .yaml or .yml")
+        except (json.JSONDecodeError, ValueError) as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(f"{path}: malformed spec file: {str(exc).splitlines()[0]}") from exc
+        except Exception as exc:  # yaml.YAMLError and friends
+            raise SpecError(f"{path}: malformed spec file: {str(exc).splitlines()[0]}") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def resolve(model: str, params: Mapping[str, Any] | None = None,
+            input_shape: tuple[int, ...] | None = None) -> ArchSpec:
+    """Turn what a user typed into an :class:`ArchSpec`: family, torchvision name or factory."""
+    if not isinstance(model, str) or not model.strip():
+        raise SpecError(f"model must be a non-empty name, got {model!r}")
+    model = model.strip()
+    params = dict(params or {})
+    if model in families.FAMILIES:
+        return ArchSpec("family", model, params, input_shape)
+    if _FACTORY_RE.match(model) and (model.split(":")[0].endswith(".py") or "." in model.split(":")[0]):
+        return ArchSpec("factory", model, params, input_shape)
+    if Path(model).suffix.lower() in (".json", ".yaml", ".yml"):
+        if params or input_shape:
+            raise SpecError(f"{model}: a spec file carries its own parameters; do not pass them too")
+        return ArchSpec.from_file(model)
+    return ArchSpec("torchvision", model, params, input_shape)
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, str):
+        try:  # "3,224,224" or "3x224x224"; every part an integer ("3,,224" is a typo, not (3, 224))
+            shape = tuple(int(s) for s in re.split(r"[,x]", shape.strip()))
+        except ValueError:
+            raise SpecError(f"input_shape must be integers like 3,224,224, got {shape!r}") from None
+    if (not isinstance(shape, (tuple, list)) or not shape
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+        raise SpecError(f"input_shape must be positive integers like 3,224,224, got {shape!r}")
+    return tuple(shape)
+
+
+def _asdict(params: families.Params) -> dict[str, Any]:
+    # dataclasses.fields, not __dataclass_fields__: the latter also lists the ClassVar ``family``
+    return {f.name: getattr(params, f.name) for f in fields(params)}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _torchvision() -> Any:
+    try:
+        import torchvision
+    except ImportError as exc:
+        raise SpecError("torchvision model names need torchvision: pip install 'traincost[vision]' "
+                        f"(or use a family: {', '.join(families.FAMILIES)})") from exc
+    return torchvision
+
+
+def _check_torchvision_name(name: str) -> None:
+    tv = _torchvision()
+    names = tv.models.list_models()
+    if name not in names:
+        known = sorted(set(names) | set(families.FAMILIES))
+        close = difflib.get_close_matches(name.lower(), known, n=5, cutoff=0.5)
+        hint = f"; did you mean: {', '.join(close)}" if close else \
+            f"; families: {', '.join(families.FAMILIES)}; torchvision: resnet50, vgg16, vit_b_16, ..."
+        raise SpecError(f"unknown model {name!r}{hint}")
+
+
+def _torchvision_input_shape(name: str) -> tuple[int, ...]:
+    """The crop size of the model's default weights (e.g. 299 for inception_v3), else 224."""
+    tv = _torchvision()
+    try:
+        transforms = tv.models.get_model_weights(name).DEFAULT.transforms
+        size = transforms.keywords.get("crop_size", 224)
+    except (ValueError, AttributeError, KeyError):
+        size = 224
+    size = size[0] if isinstance(size, (list, tuple)) else int(size)
+    return (3, size, size)
+
+
+def _build_on_meta_or_cpu(make: Any, label: str) -> nn.Module:
+    """Build on meta; a constructor that computes on tensors (regnet's) is built on CPU instead."""
+    try:
+        with torch.device("meta"):
+            model = make()
+    except (NotImplementedError, RuntimeError):
+        try:
+            model = make()
+        except Exception as exc:
+            raise ModelBuildError(f"building {label} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise ModelBuildError(f"building {label} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    if not isinstance(model, nn.Module):
+        raise ModelBuildError(f"{label} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_factory(spec: str) -> Any:
+    match = _FACTORY_RE.match(spec)
+    assert match is not None  # checked in ArchSpec
+    target, attr = match["target"], match["attr"]
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise SpecError(f"model file not found: {path}")
+        module_name = f"_traincost_user_{abs(hash(str(path.resolve())))}"
+        try:
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelBuildError(f"importing {path} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise SpecError(f"module not found: {target} ({exc})") from exc
+        except Exception as exc:
+            raise ModelBuildError(f"importing {target} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        close = difflib.get_close_matches(attr, names, n=5)
+        hint = f"; did you mean: {', '.join(close)}" if close else ""
+        raise SpecError(f"{target} has no callable {attr!r}{hint}")
+    return factory
