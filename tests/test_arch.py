@@ -282,3 +282,22 @@ def test_factory_built_on_cpu_when_constructor_computes(tmp_path: Path) -> None:
     model = resolve(f"{path}:make", input_shape=(4,)).build()
     assert n_params(model) == 4 * 2 + 2
     assert torch.device("cpu") == next(model.parameters()).device
+
+
+def test_family_input_shape_sets_the_size_parameter() -> None:
+    assert resolve("vgg", input_shape=(3, 64, 64)).params["input_size"] == 64
+    assert resolve("resnet", params={"input-size": "96"}, input_shape="3,96,96").params["input_size"] == 96
+    assert resolve("fc", input_shape=(20,)).params["input_features"] == 20
+    assert resolve("inception", input_shape=(3, 128, 128)).sample_shape() == (3, 128, 128)
+
+
+@pytest.mark.parametrize(("family", "params", "shape", "pattern"), [
+    ("vgg", {"input_size": 32}, (3, 64, 64), "disagrees with input_size=32"),
+    ("vgg", {}, (1, 64, 64), r"\(3, S, S\)"),
+    ("resnet", {}, (3, 64, 32), r"\(3, S, S\)"),
+    ("fc", {}, (3, 8, 8), r"\(F,\)"),
+    ("fc", {"input_features": 10}, (20,), "disagrees with input_features=10"),
+])
+def test_family_input_shape_conflicts(family: str, params: dict, shape: tuple, pattern: str) -> None:
+    with pytest.raises(SpecError, match=pattern):
+        resolve(family, params=params, input_shape=shape)

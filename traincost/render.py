@@ -38,8 +38,10 @@ def count_table(result: "CountResult", top: int = 15) -> Group:
         f"params {d['params']:,}   ops {d['ops']:,}   peak memory {gib(d['peak_memory_bytes'])}")
 
     layers = Table(title=f"Heaviest layers (of {len(d['layers'])})", title_justify="left")
-    for col in ("module", "ops", "fwd FLOP", "bwd FLOP", "read", "written", "% FLOP"):
-        layers.add_column(col, justify="left" if col == "module" else "right")
+    width = max([len(row["module"]) for row in d["layers"][:top]] + [6])
+    layers.add_column("module", no_wrap=True, min_width=min(width, 48), overflow="ellipsis")
+    for col in ("ops", "fwd FLOP", "bwd FLOP", "read", "written", "% FLOP"):
+        layers.add_column(col, justify="right", no_wrap=True)
     total = max(d["flops"]["total"], 1)
     for row in d["layers"][:top]:
         layers.add_row(row["module"], str(row["ops"]), si(row["forward_flops"]), si(row["backward_flops"]),
@@ -70,4 +72,8 @@ def count_table(result: "CountResult", top: int = 15) -> Group:
 
 
 def print_renderable(renderable: object, console: Console | None = None) -> None:
-    (console or Console()).print(renderable)
+    """Print to the terminal, at least 110 columns wide so module paths are not cut when piped."""
+    if console is None:
+        console = Console()
+        console = Console(width=max(console.width, 110))
+    console.print(renderable)

@@ -56,7 +56,8 @@ class ArchSpec:
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", _check_shape(self.input_shape))
         if self.kind == "family":
-            parsed = families.parse_params(self.name, self.params)
+            raw = _family_size_from_shape(self.name, self.params, self.input_shape)
+            parsed = families.parse_params(self.name, raw)
             object.__setattr__(self, "params", _asdict(parsed))
         elif self.kind == "torchvision":
             _check_torchvision_name(self.name)
@@ -166,6 +167,23 @@ def resolve(model: str, params: Mapping[str, Any] | None = None,
             raise SpecError(f"{model}: a spec file carries its own parameters; do not pass them too")
         return ArchSpec.from_file(model)
     return ArchSpec("torchvision", model, params, input_shape)
+
+
+def _family_size_from_shape(family: str, params: Mapping[str, Any],
+                            shape: tuple[int, ...] | None) -> Mapping[str, Any]:
+    """A family is built for its input: an ``input_shape`` sets ``input_size`` (``(3, s, s)``) or
+    ``input_features`` (``(f,)``, fc), and must agree with a value given for that parameter."""
+    if shape is None or family not in families.FAMILIES:
+        return params
+    name, size = ("input_features", shape[0]) if family == "fc" else ("input_size", shape[-1])
+    form = "(F,)" if family == "fc" else "(3, S, S)"
+    if (family == "fc" and len(shape) != 1) or (family != "fc" and (
+            len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2])):
+        raise SpecError(f"{family}: input_shape must be {form} for this family, got {shape!r}")
+    given = {k.replace("-", "_"): v for k, v in params.items()}.get(name)
+    if given is not None and str(given).strip() != str(size):
+        raise SpecError(f"{family}: input_shape {shape!r} disagrees with {name}={given!r}; give one of them")
+    return {**{k: v for k, v in params.items() if k.replace("-", "_") != name}, name: size}
 
 
 def _check_shape(shape: object) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.module_tracker import ModuleTracker
@@ -77,31 +78,79 @@ class Walk:
         return dict(Counter(r.op for r in self.records if not r.priced))
 
 
+class _ModulePath:
+    """The module whose forward is running now, as a path below the root ("" for the root itself)."""
+
+    def __init__(self, tracker: ModuleTracker, root_name: str) -> None:
+        self.tracker = tracker
+        self.root_name = root_name
+        self.root_prefix = root_name + "."
+        self.outside = _LOSS_MODULE
+
+    def __call__(self) -> str:
+        parents = [p for p in self.tracker.parents if p != "Global"]
+        if not parents:
+            return self.outside
+        deepest = max(parents, key=lambda p: (p.count("."), len(p)))
+        return "" if deepest == self.root_name else deepest.removeprefix(self.root_prefix)
+
+
+class _NodeOwners(TorchFunctionMode):
+    """Remembers which module created each autograd node, so backward ops can be attributed.
+
+    Module hooks cannot tell which module a backward op belongs to (a residual block's branches
+    interleave), but the autograd node running it can: ``torch._C._current_autograd_node()``.
+    After each forward call, the nodes newly reachable from its outputs are given the current module.
+    """
+
+    def __init__(self, module_path: _ModulePath) -> None:
+        super().__init__()
+        self.module_path = module_path
+        self.owners: dict[int, tuple[Any, str]] = {}  # id(node) -> (node kept alive, module)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        stack = [t.grad_fn for t in tree_flatten(out)[0]
+                 if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        if stack:
+            module = self.module_path()
+            while stack:
+                node = stack.pop()
+                if node is None or id(node) in self.owners:
+                    continue
+                self.owners[id(node)] = (node, module)
+                stack.extend(n for n, _ in node.next_functions)
+        return out
+
+    def owner(self) -> str | None:
+        node = torch._C._current_autograd_node()
+        found = self.owners.get(id(node)) if node is not None else None
+        return found[1] if found is not None else None
+
+
 class _Recorder(TorchDispatchMode):
     """Records every aten op that reaches the dispatcher below autograd."""
 
-    def __init__(self, tracker: ModuleTracker, ledger: MemoryLedger, root_name: str) -> None:
+    def __init__(self, module_path: _ModulePath, owners: _NodeOwners, ledger: MemoryLedger) -> None:
         super().__init__()
-        self.tracker = tracker
+        self.module_path = module_path
+        self.owners = owners
         self.ledger = ledger
-        self.root_prefix = root_name + "."
-        self.root_name = root_name
         self.phase = "forward"
-        self.outside_module = _LOSS_MODULE
         self.records: list[OpRecord] = []
 
     def _module(self) -> str:
-        parents = [p for p in self.tracker.parents if p != "Global"]
-        if not parents:
-            return self.outside_module
-        deepest = max(parents, key=lambda p: (p.count("."), len(p)))
-        if deepest == self.root_name:
-            return ""
-        return deepest.removeprefix(self.root_prefix)
+        if self.phase == "optimizer":
+            return _OPTIMIZER_MODULE
+        if self.phase == "backward":
+            owner = self.owners.owner()
+            return owner if owner is not None else _LOSS_MODULE
+        return self.module_path()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
+        out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
         index = len(self.records)
         name = str(func.overloadpacket)
         if name == "aten.convolution":
@@ -117,7 +166,7 @@ class _Recorder(TorchDispatchMode):
         self.records.append(OpRecord(
             index=index,
             phase=self.phase,
-            module=self._module() if self.phase != "optimizer" else _OPTIMIZER_MODULE,
+            module=self._module(),
             op=name,
             input_shapes=tuple(t.shape for t in ins),
             input_dtypes=tuple(_dtype_name(t.dtype) for t in ins),
@@ -149,6 +198,69 @@ def _cuda_conv_layout(args: tuple, out: Any) -> Any:
             and any(_is_channels_last(a) for a in args[:2])):
         return torch.empty(out.shape, dtype=out.dtype, device=out.device, memory_format=torch.channels_last)
     return out
+
+
+def _stat_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+
+
+def _batch_norm_meta(input, weight, bias, running_mean, running_var, training, momentum, eps):  # noqa: ANN001
+    """Outputs of ``native_batch_norm`` as CUDA returns them (fp32 statistics under autocast)."""
+    stats = input.shape[1] if training else 0
+    return (torch.empty_like(input), torch.empty(stats, dtype=_stat_dtype(input), device="meta"),
+            torch.empty(stats, dtype=_stat_dtype(input), device="meta"))
+
+
+def _batch_norm_backward_meta(grad_out, input, weight, running_mean, running_var, save_mean,  # noqa: ANN001
+                              save_invstd, train, eps, output_mask):
+    """Outputs of ``native_batch_norm_backward``: grad input like input, grad weight/bias per channel."""
+    channels = input.shape[1]
+    param_dtype = weight.dtype if weight is not None else input.dtype
+    return (torch.empty_like(input) if output_mask[0] else None,
+            torch.empty(channels, dtype=param_dtype, device="meta") if output_mask[1] and weight is not None else None,
+            torch.empty(channels, dtype=param_dtype, device="meta") if output_mask[2] and weight is not None else None)
+
+
+def _like_first(grad_output, *args, **kwargs):  # noqa: ANN001
+    return torch.empty_like(grad_output)
+
+
+#: Meta kernels that torch implements as slow Python decompositions (milliseconds per call), replaced
+#: by their output shapes; the op is still recorded and priced exactly as it would be otherwise.
+_FAST_META = {
+    torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
+    torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_meta,
+    torch.ops.aten.threshold_backward.default: _like_first,
+}
+
+
+def _foreach_inplace(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    return None
+
+
+def _foreach_like(tensors, *args, **kwargs) -> list[torch.Tensor]:  # noqa: ANN001
+    return [torch.empty_like(t) for t in tensors]
+
+
+_aten = torch.ops.aten
+#: Foreach ops (the optimizers' kernels) whose meta kernels loop in Python over the list.
+_FAST_FOREACH = {
+    **{op: _foreach_inplace for op in (
+        _aten._foreach_add_, _aten._foreach_mul_, _aten._foreach_addcdiv_, _aten._foreach_addcmul_,
+        _aten._foreach_lerp_, _aten._foreach_div_, _aten._foreach_sub_, _aten._foreach_sqrt_,
+        _aten._foreach_maximum_, _aten._foreach_zero_, _aten._foreach_copy_, _aten._foreach_neg_,
+        _aten._foreach_reciprocal_)},
+    **{op: _foreach_like for op in (
+        _aten._foreach_add, _aten._foreach_mul, _aten._foreach_div, _aten._foreach_sub,
+        _aten._foreach_sqrt, _aten._foreach_neg, _aten._foreach_reciprocal, _aten._foreach_maximum)},
+}
+
+
+def _on_meta(args: tuple) -> bool:
+    first = args[0] if args else None
+    if isinstance(first, (list, tuple)):
+        first = first[0] if first else None
+    return isinstance(first, torch.Tensor) and first.is_meta
 
 
 def _host_only(args: Any, out: Any) -> bool:
@@ -224,13 +336,14 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig) ->
     ledger.register([x], "inputs")
 
     tracker = ModuleTracker()
-    recorder = _Recorder(tracker, ledger, root_name)
+    module_path = _ModulePath(tracker, root_name)
+    owners = _NodeOwners(module_path)
+    recorder = _Recorder(module_path, owners, ledger)
     modes = [(m, m.training) for m in model.modules()]
     model.train()  # a training step: dropout on, batch norm on batch statistics, whatever the caller set
     try:
         with tracker, recorder:
-            recorder.outside_module = _LOSS_MODULE
-            with CudaOpMode(config.autocast_dtype):
+            with owners, CudaOpMode(config.autocast_dtype):
                 output = torch.func.functional_call(model, {**params, **buffers}, (x,))
                 loss = _loss(output, config.batch_size)
             del output

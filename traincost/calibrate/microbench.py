@@ -1,0 +1,988 @@
+"""Microbenchmarks that calibrate a device profile: ``calibrate(device, quick, progress) -> DeviceProfile``.
+
+What is measured (each family in its own ``try``: a failure is recorded in ``raw["errors"]`` and the run
+goes on, so nothing measured is lost):
+
+* ``matmul``: ``torch.mm`` over square sizes and a few linear-layer shapes, per math mode: ``fp32``
+  (``allow_tf32=False``), ``tf32`` (CUDA, compute capability >= 8), ``bf16``, ``fp16``. On a CPU, bf16 and
+  fp16 are probed first (a 128^3 GEMM) and kept only when they reach a quarter of the fp32 rate (many
+  PyTorch CPU builds run fp16 GEMM at ~1 GFLOP/s: measuring it would take minutes and say nothing).
+* ``conv``: ``aten.convolution`` forward and ``aten.convolution_backward`` (grad input, grad weight, both)
+  over CNN layer shapes (7x7 stem, 3x3, 1x1, strided; channels 3..1024, images 7..224), per mode, NCHW and
+  (full mode) channels_last. On CUDA ``fp32`` runs with ``cudnn.allow_tf32`` at PyTorch's default (True),
+  i.e. as TF32, recorded as ``properties["conv_fp32_uses_tf32"]``; ``fp32_strict`` turns it off.
+* ``memory``: ``torch.add(a, b, out=c)`` (work = 3 x tensor bytes) and ``reduction``: ``a.sum()``
+  (work = tensor bytes), from 4 KiB up to many times the last-level cache.
+* ``dispatch``: host seconds of one tiny eager op (a loop of ``torch.add`` without synchronising, / N), and
+  inside ``torch.autocast`` (a tiny ``mm`` = two casts + mm: seconds / 3 aten ops); ``launch`` (CUDA): device
+  time of a tiny kernel back to back (the host is made to run ahead by a ``torch.cuda._sleep`` kernel).
+* ``optimizer``: ``step()`` of SGD (momentum 0.9) and AdamW, ``foreach=True``, on parameter lists shaped like
+  real models; fitted as fixed + per tensor + per byte.
+
+Timing: two warm-up calls, then ``repeats`` samples of ``inner`` back-to-back calls (inner sized so that one
+sample lasts ``target_sample_s``), median kept, min / max / spread recorded. CUDA: CUDA events on the
+stream (device time); CPU: ``time.perf_counter`` (synchronous). Inputs are fresh ``torch.randn`` tensors
+per point (never zeros: some kernels shortcut on them). Curve fitting: :mod:`traincost.calibrate.fitting`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
+from traincost.devices import (
+    CHANNELS_LAST,
+    SCHEMA_VERSION,
+    Curve,
+    DeviceProfile,
+    datasheet_profile,
+    summarize_spread,
+)
+from traincost.errors import TraincostError, TraincostUsageError
+
+__all__ = ["ProgressFn", "calibrate", "device_name", "device_slug", "parse_device", "plan_size"]
+
+ProgressFn = Callable[[int, int, str], None]
+
+_DTYPES = {"fp32": torch.float32, "fp32_strict": torch.float32, "tf32": torch.float32,
+           "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# (C_in, C_out, H = W, kernel, stride): layer shapes of common CNNs.
+_CONV_SHAPES = (
+    (3, 64, 224, 7, 2),      # ResNet / VGG-style stem
+    (64, 64, 56, 3, 1),
+    (64, 256, 56, 1, 1),
+    (256, 64, 56, 1, 1),
+    (128, 128, 28, 3, 1),
+    (128, 256, 28, 3, 2),    # strided downsampling
+    (256, 256, 14, 3, 1),
+    (256, 1024, 14, 1, 1),
+    (512, 512, 7, 3, 1),
+    (16, 16, 112, 3, 1),     # few channels, large image
+)
+_CONV_SHAPES_QUICK = ((3, 64, 224, 7, 2), (64, 64, 56, 3, 1), (128, 128, 28, 3, 1), (256, 1024, 14, 1, 1))
+_CONV_PASSES = ("fwd", "bwd_input", "bwd_weight", "bwd")
+_CONV_CLASS = {"fwd": "conv", "bwd": "conv_backward", "bwd_input": "conv_bwd_input",
+               "bwd_weight": "conv_bwd_weight"}
+_CONV_WORK = {"fwd": 1, "bwd": 2, "bwd_input": 1, "bwd_weight": 1}
+_MASKS = {"bwd_input": [True, False, False], "bwd_weight": [False, True, False], "bwd": [True, True, False]}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Grid and timing budget of one calibration (see :func:`_settings`)."""
+
+    repeats: int
+    target_sample_s: float
+    max_inner: int
+    max_call_s: float              # a size series stops growing once one call takes longer
+    gemm_squares: tuple[int, ...]
+    gemm_rects: tuple[tuple[int, int, int], ...]   # (M, K, N)
+    conv_shapes: tuple[tuple[int, int, int, int, int], ...]
+    conv_batches: tuple[int, ...]
+    conv_cl_modes: tuple[str, ...]  # modes also measured in channels_last
+    conv_strict: bool               # also measure fp32 conv with TF32 off (CUDA)
+    mem_sizes: tuple[int, ...]      # bytes per tensor
+    dispatch_n: int
+    optimizer_lists: tuple[str, ...]
+
+
+def _geom(lo: int, hi: int, factor: int) -> tuple[int, ...]:
+    out = []
+    x = lo
+    while x <= hi:
+        out.append(x)
+        x *= factor
+    return tuple(out)
+
+
+def _settings(kind: str, quick: bool, total_memory: int) -> _Settings:
+    """The measurement grid. Budgets: full GPU < 3 min on an H200; quick CPU < 60 s on 2 cores."""
+    if kind == "cuda":
+        cap = max(4 << 20, total_memory // 16)  # three tensors of the largest size stay under 3/16 of memory
+        if quick:
+            return _Settings(
+                repeats=3, target_sample_s=1e-3, max_inner=100, max_call_s=0.2,
+                gemm_squares=(256, 1024, 4096), gemm_rects=((64, 4096, 4096),),
+                conv_shapes=_CONV_SHAPES_QUICK, conv_batches=(32,), conv_cl_modes=("bf16",),
+                conv_strict=False,
+                mem_sizes=tuple(s for s in _geom(4 << 10, 256 << 20, 16) if s <= cap),
+                dispatch_n=1000, optimizer_lists=("mlp", "resnet18_half", "many_small"))
+        return _Settings(
+            repeats=5, target_sample_s=2e-3, max_inner=200, max_call_s=0.5,
+            gemm_squares=(128, 256, 512, 1024, 2048, 4096, 8192),
+            gemm_rects=((64, 4096, 4096), (256, 2048, 1000), (4096, 1024, 4096), (32768, 256, 256)),
+            conv_shapes=_CONV_SHAPES, conv_batches=(8, 64), conv_cl_modes=("fp32", "bf16", "fp16"),
+            conv_strict=True,
+            mem_sizes=tuple(s for s in _geom(4 << 10, 512 << 20, 4) if s <= cap),
+            dispatch_n=2000,
+            optimizer_lists=("mlp", "resnet18_half", "resnet18", "many_small", "few_large", "resnet50"))
+    if quick:
+        return _Settings(
+            repeats=3, target_sample_s=1e-3, max_inner=500, max_call_s=0.08,
+            gemm_squares=(64, 256, 768), gemm_rects=((64, 1024, 1024),),
+            conv_shapes=_CONV_SHAPES_QUICK, conv_batches=(2,), conv_cl_modes=("fp32",), conv_strict=False,
+            mem_sizes=_geom(4 << 10, 16 << 20, 4) + (32 << 20,),
+            dispatch_n=2000, optimizer_lists=("mlp", "resnet18_half", "many_small"))
+    return _Settings(
+        repeats=5, target_sample_s=4e-3, max_inner=1000, max_call_s=1.0,
+        gemm_squares=(32, 64, 128, 256, 512, 1024, 2048),
+        gemm_rects=((64, 1024, 1024), (256, 2048, 1000), (1024, 256, 1024), (8192, 64, 64)),
+        conv_shapes=_CONV_SHAPES, conv_batches=(1, 8), conv_cl_modes=("fp32", "bf16"), conv_strict=False,
+        mem_sizes=_geom(4 << 10, 128 << 20, 2),
+        dispatch_n=5000, optimizer_lists=("mlp", "resnet18_half", "resnet18", "many_small", "few_large",
+                                          "resnet50"))
+
+
+# ------------------------------------------------------------------------------------------- devices
+
+
+def parse_device(device: str) -> torch.device:
+    """``'cpu'``, ``'cuda'`` or ``'cuda:N'`` -> ``torch.device``, checked against this machine.
+
+    Raises ``TraincostUsageError`` for an unknown string, CUDA without CUDA, or a missing GPU index.
+    """
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?", text)
+    if not m:
+        raise TraincostUsageError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "no CUDA"
+        raise TraincostUsageError(f"device {device!r}: CUDA is not available on this machine "
+                                  f"(torch {torch.__version__}, built with {built}); use --device cpu")
+    count = torch.cuda.device_count()
+    index = int(m.group(1)) if m.group(1) is not None else torch.cuda.current_device()
+    if index >= count:
+        raise TraincostUsageError(f"device {device!r} does not exist: this machine has {count} CUDA "
+                                  f"device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(dev: torch.device) -> str:
+    """Human name: the GPU's marketing name, or ``'<CPU model> (<n> threads)'``."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{_cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
+
+
+def device_slug(dev: torch.device) -> str:
+    """File-name slug: ``cpu-2core-x86_64``, or the GPU's catalog key / name (``h200-sxm-141gb``)."""
+    if dev.type == "cuda":
+        key = _catalog_key(dev)
+        return key or _slug(torch.cuda.get_device_name(dev))
+    return f"cpu-{os.cpu_count()}core-{platform.machine().lower()}"
+
+
+def _catalog_key(dev: torch.device) -> str | None:
+    from traincost.catalog import resolve_gpu
+
+    props = torch.cuda.get_device_properties(dev)
+    name = props.name
+    candidates = [f"{name} {round(props.total_memory / 2**30)}GB", f"{name} {round(props.total_memory / 1e9)}GB",
+                  name]
+    for cand in candidates:
+        try:
+            return resolve_gpu(cand).key
+        except TraincostUsageError:
+            continue
+    return None
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+
+def _stats(samples: list[float], inner: int, **extra: Any) -> dict[str, Any]:
+    med = statistics.median(samples)
+    return {"median_s": med, "min_s": min(samples), "max_s": max(samples), "repeats": len(samples),
+            "inner": inner, "rel_range": (max(samples) - min(samples)) / med if med > 0 else 0.0, **extra}
+
+
+class _CpuTimer:
+    """Wall-clock timing of synchronous CPU ops."""
+
+    kind = "cpu"
+
+    def __init__(self, settings: _Settings) -> None:
+        self.s = settings
+
+    def sync(self) -> None:
+        pass
+
+    def measure(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        fn()  # cold call: oneDNN primitive creation, allocator warm-up
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fn()
+        est = max(time.perf_counter() - t0, 1e-7)
+        inner = int(min(self.s.max_inner, max(1, math.ceil(self.s.target_sample_s / est))))
+        samples = []
+        for _ in range(self.s.repeats):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - t0) / inner)
+        return _stats(samples, inner, first_call_s=first)
+
+
+class _CudaTimer:
+    """Device-time measurement with CUDA events. When one call is short, a ``torch.cuda._sleep`` kernel is
+    queued first so that the host runs ahead and the timed calls run back to back on the device."""
+
+    kind = "cuda"
+
+    def __init__(self, settings: _Settings, dev: torch.device) -> None:
+        self.s = settings
+        self.dev = dev
+        self.cycles_per_s: float | None = None
+        try:
+            torch.cuda.synchronize(dev)
+            a, b = self._events()
+            torch.cuda._sleep(1_000_000)  # warm the sleep kernel up
+            a.record()
+            torch.cuda._sleep(2_000_000)
+            b.record()
+            b.synchronize()
+            ms = a.elapsed_time(b)
+            if ms > 0:
+                self.cycles_per_s = 2_000_000 / (ms / 1e3)
+        except Exception:  # no _sleep on this build: time without preloading
+            self.cycles_per_s = None
+
+    @staticmethod
+    def _events() -> tuple[Any, Any]:
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def sync(self) -> None:
+        torch.cuda.synchronize(self.dev)
+
+    def _preload(self, seconds: float) -> None:
+        if self.cycles_per_s is not None and seconds > 0:
+            torch.cuda._sleep(int(min(seconds, 0.05) * self.cycles_per_s))
+
+    def measure(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        self.sync()
+        t0 = time.perf_counter()
+        fn()
+        self.sync()
+        first = time.perf_counter() - t0
+        a, b = self._events()
+        h0 = time.perf_counter()
+        a.record()
+        fn()
+        b.record()
+        host_call = time.perf_counter() - h0
+        b.synchronize()
+        est = max(a.elapsed_time(b) / 1e3, 1e-7)
+        inner = int(min(self.s.max_inner, max(1, math.ceil(self.s.target_sample_s / est))))
+        preload = est < 20 * host_call or est < 200e-6
+        samples = []
+        for _ in range(self.s.repeats):
+            a, b = self._events()
+            if preload:
+                self._preload(inner * host_call * 2.0 + 200e-6)
+            a.record()
+            for _ in range(inner):
+                fn()
+            b.record()
+            b.synchronize()
+            samples.append(a.elapsed_time(b) / 1e3 / inner)
+        return _stats(samples, inner, first_call_s=first, preloaded=bool(preload and self.cycles_per_s),
+                      host_call_s=host_call)
+
+
+# ------------------------------------------------------------------------------------------- math modes
+
+
+@contextlib.contextmanager
+def _math_mode(dev: torch.device, mode: str) -> Iterator[None]:
+    """Set the TF32 switches a mode needs on CUDA (restored afterwards); nothing on a CPU."""
+    if dev.type != "cuda":
+        yield
+        return
+    base = mode.removesuffix(CHANNELS_LAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old_mm = torch.backends.cuda.matmul.allow_tf32
+        old_cudnn = torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = base == "tf32"
+            # PyTorch's default (True) for fp32/tf32 convolutions; off only for fp32_strict.
+            torch.backends.cudnn.allow_tf32 = base != "fp32_strict"
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old_mm
+            torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+def _cuda_modes(dev: torch.device) -> tuple[list[str], dict[str, str]]:
+    major, _minor = torch.cuda.get_device_capability(dev)
+    modes = ["fp32"]
+    skipped: dict[str, str] = {}
+    if major >= 8:
+        modes.append("tf32")
+    else:
+        skipped["tf32"] = f"compute capability {major}.x has no TF32"
+    try:
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        bf16 = torch.cuda.is_bf16_supported()
+    if bf16 and major >= 8:
+        modes.append("bf16")
+    else:
+        skipped["bf16"] = "no native bf16 on this GPU"
+    modes.append("fp16")
+    return modes, skipped
+
+
+def _cpu_modes(settings: _Settings) -> tuple[list[str], dict[str, str], list[dict[str, Any]]]:
+    """fp32 always; bf16 / fp16 only when a 128^3 GEMM reaches a quarter of the fp32 rate (best of 5)."""
+    n = 128
+    work = 2 * n**3
+    rates: dict[str, float] = {}
+    probes: list[dict[str, Any]] = []
+    for mode in ("fp32", "bf16", "fp16"):
+        try:
+            a = torch.randn(n, n, dtype=_DTYPES[mode])
+            b = torch.randn(n, n, dtype=_DTYPES[mode])
+            torch.mm(a, b)
+            best = float("inf")
+            for _ in range(5):  # best of 5: a busy host must not decide which modes exist
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                best = min(best, time.perf_counter() - t0)
+            rates[mode] = work / max(best, 1e-9)
+            probes.append({"mode": mode, "n": n, "flops_per_s": rates[mode]})
+        except Exception as exc:  # noqa: BLE001 - an unsupported dtype is a skip, not a failure
+            probes.append({"mode": mode, "n": n, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    modes = ["fp32"]
+    skipped: dict[str, str] = {"tf32": "no TF32 on a CPU"}
+    for mode in ("bf16", "fp16"):
+        r = rates.get(mode)
+        if r is not None and r >= 0.25 * rates.get("fp32", float("inf")):
+            modes.append(mode)
+        else:
+            skipped[mode] = (f"{mode} GEMM probe ({n}^3) reached {r / 1e9:.1f} GFLOP/s vs fp32 "
+                             f"{rates.get('fp32', 0) / 1e9:.1f}: too slow to matter, not measured"
+                             if r is not None else f"{mode} GEMM unsupported on this CPU build")
+    return modes, skipped, probes
+
+
+# ------------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class _Point:
+    family: str
+    label: str
+    run: Callable[[], dict[str, Any]]
+    series: str = ""   # points of a series run in increasing size; a slow one skips the rest
+
+
+@dataclass
+class _Run:
+    dev: torch.device
+    s: _Settings
+    timer: Any
+    raw: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    skipped_series: set[str] = field(default_factory=set)
+
+    def add(self, family: str, record: dict[str, Any]) -> None:
+        self.raw.setdefault(family, []).append(record)
+
+
+def _randn(shape: tuple[int, ...], dtype: torch.dtype, dev: torch.device,
+           memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    t = torch.randn(shape, dtype=dtype, device=dev)
+    if memory_format is not None:
+        t = t.contiguous(memory_format=memory_format)
+    return t
+
+
+def _gemm_point(run: _Run, mode: str, m: int, k: int, n: int) -> dict[str, Any]:
+    dtype = _DTYPES[mode]
+    a = _randn((m, k), dtype, run.dev)
+    b = _randn((k, n), dtype, run.dev)
+    with _math_mode(run.dev, mode):
+        res = run.timer.measure(lambda: torch.mm(a, b))
+    return {"mode": mode, "shape": [m, k, n], "work": 2 * m * k * n, **res}
+
+
+def _conv_point(run: _Run, mode: str, shape: tuple[int, int, int, int, int], batch: int,
+                cpass: str) -> dict[str, Any]:
+    cin, cout, hw, kk, stride = shape
+    base = mode.removesuffix(CHANNELS_LAST)
+    fmt = torch.channels_last if mode.endswith(CHANNELS_LAST) else None
+    dtype = _DTYPES[base]
+    pad = kk // 2
+    x = _randn((batch, cin, hw, hw), dtype, run.dev, fmt)
+    w = _randn((cout, cin, kk, kk), dtype, run.dev, fmt)
+    args = ([stride, stride], [pad, pad], [1, 1], False, [0, 0], 1)
+    ho = (hw + 2 * pad - kk) // stride + 1
+    flops = 2 * batch * cout * cin * kk * kk * ho * ho
+    with _math_mode(run.dev, base):
+        if cpass == "fwd":
+            res = run.timer.measure(lambda: torch.ops.aten.convolution(x, w, None, *args))
+        else:
+            go = _randn((batch, cout, ho, ho), dtype, run.dev, fmt)
+            mask = _MASKS[cpass]
+            res = run.timer.measure(lambda: torch.ops.aten.convolution_backward(
+                go, x, w, None, *args, mask))
+    return {"mode": mode, "pass": cpass, "shape": {"batch": batch, "c_in": cin, "c_out": cout, "hw": hw,
+                                                    "kernel": kk, "stride": stride},
+            "forward_flops": flops, "work": flops * _CONV_WORK[cpass], **res}
+
+
+def _memory_point(run: _Run, nbytes: int) -> dict[str, Any]:
+    n = max(1, nbytes // 4)
+    a = _randn((n,), torch.float32, run.dev)
+    b = _randn((n,), torch.float32, run.dev)
+    c = torch.empty_like(a)
+    res = run.timer.measure(lambda: torch.add(a, b, out=c))
+    return {"op": "add_out", "tensor_bytes": 4 * n, "work": 3 * 4 * n, **res}
+
+
+def _reduction_point(run: _Run, nbytes: int) -> dict[str, Any]:
+    n = max(1, nbytes // 4)
+    a = _randn((n,), torch.float32, run.dev)
+    res = run.timer.measure(lambda: a.sum())
+    return {"op": "sum", "tensor_bytes": 4 * n, "work": 4 * n, **res}
+
+
+def _host_loop(run: _Run, fn: Callable[[], Any], n: int, context: Callable[[], Any] | None = None
+               ) -> dict[str, Any]:
+    """Host seconds per call of ``fn`` in a loop of ``n`` calls, no synchronisation inside the loop."""
+    samples = []
+    ctx = context or contextlib.nullcontext
+    with ctx():
+        for _ in range(max(20, n // 10)):
+            fn()
+        run.timer.sync()
+        for _ in range(run.s.repeats):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            t1 = time.perf_counter()
+            run.timer.sync()
+            samples.append((t1 - t0) / n)
+    return _stats(samples, n)
+
+
+def _dispatch_point(run: _Run, what: str) -> dict[str, Any]:
+    dev = run.dev
+    x = _randn((8,), torch.float32, dev)
+    y = _randn((8,), torch.float32, dev)
+    a = _randn((8, 8), torch.float32, dev)
+    b = _randn((8, 8), torch.float32, dev)
+    low = torch.bfloat16
+    if dev.type == "cuda":
+        try:
+            if not torch.cuda.is_bf16_supported(including_emulation=False):
+                low = torch.float16
+        except TypeError:
+            pass
+
+    def autocast() -> Any:
+        return torch.autocast(dev.type, dtype=low)
+
+    n = run.s.dispatch_n
+    if what == "add":
+        res = _host_loop(run, lambda: torch.add(x, y), n)
+        return {"op": "add", "aten_ops_per_call": 1, **res}
+    if what == "mm":
+        res = _host_loop(run, lambda: torch.mm(a, b), n)
+        return {"op": "mm", "aten_ops_per_call": 1, **res}
+    if what == "autocast_add":
+        res = _host_loop(run, lambda: torch.add(x, y), n, autocast)
+        return {"op": "add", "autocast": str(low).removeprefix("torch."), "aten_ops_per_call": 1, **res}
+    if what == "autocast_mm":
+        res = _host_loop(run, lambda: torch.mm(a, b), n, autocast)
+        return {"op": "mm", "autocast": str(low).removeprefix("torch."), "aten_ops_per_call": 3, **res}
+    raise ValueError(what)
+
+
+def _launch_point(run: _Run) -> dict[str, Any]:
+    """CUDA: device time of a tiny kernel run back to back, and the host round trip of launch + sync."""
+    x = _randn((1,), torch.float32, run.dev)
+    res = run.timer.measure(lambda: x.add_(1.0))
+    samples = []
+    for _ in range(max(run.s.repeats, 5)):
+        run.timer.sync()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            x.add_(1.0)
+            run.timer.sync()
+        samples.append((time.perf_counter() - t0) / 20)
+    return {"op": "add_", "roundtrip_s": statistics.median(samples), **res}
+
+
+def _resnet_shapes(width: int, blocks: tuple[int, ...], bottleneck: bool) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = [(width, 3, 7, 7), (width,), (width,)]
+    cin = width
+    exp = 4 if bottleneck else 1
+    for i, n in enumerate(blocks):
+        w = width * 2**i
+        for j in range(n):
+            if bottleneck:
+                convs = [(w, cin, 1, 1), (w, w, 3, 3), (w * exp, w, 1, 1)]
+            else:
+                convs = [(w, cin, 3, 3), (w, w, 3, 3)]
+            for c in convs:
+                shapes += [c, (c[0],), (c[0],)]
+            if j == 0 and cin != w * exp:
+                shapes += [(w * exp, cin, 1, 1), (w * exp,), (w * exp,)]
+            cin = w * exp
+    shapes += [(1000, cin), (1000,)]
+    return shapes
+
+
+def _param_list(name: str) -> list[tuple[int, ...]]:
+    if name == "mlp":
+        return [(1024, 784), (1024,), (1024, 1024), (1024,), (10, 1024), (10,)]
+    if name == "resnet18_half":
+        return _resnet_shapes(32, (2, 2, 2, 2), False)
+    if name == "resnet18":
+        return _resnet_shapes(64, (2, 2, 2, 2), False)
+    if name == "resnet50":
+        return _resnet_shapes(64, (3, 4, 6, 3), True)
+    if name == "many_small":
+        return [(64,)] * 200 + [(64, 64, 1, 1)] * 100
+    if name == "few_large":
+        return [(2048, 2048)] * 4
+    raise ValueError(name)
+
+
+def _optimizer_point(run: _Run, opt: str, list_name: str) -> dict[str, Any]:
+    shapes = _param_list(list_name)
+    params = [torch.nn.Parameter(_randn(s, torch.float32, run.dev)) for s in shapes]
+    for p in params:
+        p.grad = _randn(tuple(p.shape), torch.float32, run.dev)
+    if opt == "sgd":
+        optim = torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=True)
+    else:
+        optim = torch.optim.AdamW(params, lr=1e-3, foreach=True)
+    for _ in range(2):  # state initialisation
+        optim.step()
+    run.timer.sync()
+    t0 = time.perf_counter()
+    optim.step()
+    run.timer.sync()
+    est = max(time.perf_counter() - t0, 1e-7)
+    inner = int(min(50, max(1, math.ceil(run.s.target_sample_s / est))))
+    samples = []
+    for _ in range(run.s.repeats):
+        run.timer.sync()
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            optim.step()
+        run.timer.sync()
+        samples.append((time.perf_counter() - t0) / inner)
+    n_params = sum(p.numel() for p in params)
+    return {"optimizer": opt, "list": list_name, "tensors": len(params), "params": n_params,
+            "param_bytes": 4 * n_params, "work": 4 * n_params, **_stats(samples, inner)}
+
+
+def _plan(run: _Run, modes: list[str]) -> list[_Point]:
+    s = run.s
+    pts: list[_Point] = []
+    for mode in modes:
+        for n in s.gemm_squares:
+            pts.append(_Point("matmul", f"matmul {mode} {n}^3",
+                              lambda mode=mode, n=n: _gemm_point(run, mode, n, n, n), f"matmul-{mode}-sq"))
+        for (m, k, n) in s.gemm_rects:
+            pts.append(_Point("matmul", f"matmul {mode} {m}x{k}x{n}",
+                              lambda mode=mode, m=m, k=k, n=n: _gemm_point(run, mode, m, k, n)))
+    conv_modes = [m for m in modes if m != "tf32"]  # tf32 conv = PyTorch's default fp32 conv on CUDA
+    if run.dev.type == "cuda" and s.conv_strict:
+        conv_modes.append("fp32_strict")
+    conv_modes += [m + CHANNELS_LAST for m in s.conv_cl_modes if m in modes]
+    for mode in conv_modes:
+        for cpass in _CONV_PASSES:
+            for shape in s.conv_shapes:
+                for batch in s.conv_batches:
+                    label = f"conv {cpass} {mode} b{batch} {shape[0]}->{shape[1]} {shape[2]}px k{shape[3]}"
+                    pts.append(_Point("conv", label, lambda mode=mode, shape=shape, batch=batch, cpass=cpass:
+                                      _conv_point(run, mode, shape, batch, cpass),
+                                      f"conv-{mode}-{cpass}-{shape}"))
+    for nbytes in s.mem_sizes:
+        pts.append(_Point("memory", f"memory add {nbytes >> 10} KiB",
+                          lambda nbytes=nbytes: _memory_point(run, nbytes), "memory"))
+    for nbytes in s.mem_sizes:
+        pts.append(_Point("reduction", f"reduction sum {nbytes >> 10} KiB",
+                          lambda nbytes=nbytes: _reduction_point(run, nbytes), "reduction"))
+    for what in ("add", "mm", "autocast_add", "autocast_mm"):
+        pts.append(_Point("dispatch", f"dispatch {what}", lambda what=what: _dispatch_point(run, what)))
+    if run.dev.type == "cuda":
+        pts.append(_Point("launch", "launch latency", lambda: _launch_point(run)))
+    for opt in ("sgd", "adamw"):
+        for name in s.optimizer_lists:
+            pts.append(_Point("optimizer", f"optimizer {opt} {name}",
+                              lambda opt=opt, name=name: _optimizer_point(run, opt, name), f"optim-{opt}"))
+    return pts
+
+
+def plan_size(device: str = "cpu", quick: bool = False) -> int:
+    """Number of measurement points a calibration of ``device`` would run (for budgeting)."""
+    dev = parse_device(device)
+    total = _total_memory(dev)
+    s = _settings(dev.type, quick, total)
+    modes = _cuda_modes(dev)[0] if dev.type == "cuda" else ["fp32", "bf16"]
+    run = _Run(dev, s, timer=None)
+    return len(_plan(run, modes))
+
+
+# ------------------------------------------------------------------------------------------- properties
+
+
+def _total_memory(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        return int(torch.cuda.get_device_properties(dev).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _cpu_caches() -> dict[str, int]:
+    out: dict[str, int] = {}
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for idx in sorted(base.glob("index*")):
+            level = (idx / "level").read_text().strip()
+            kind = (idx / "type").read_text().strip().lower()
+            size = (idx / "size").read_text().strip().upper()
+            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+            num = int(size.rstrip("KMG"))
+            key = f"l{level}{'d' if kind == 'data' else 'i' if kind == 'instruction' else ''}_bytes"
+            out[key] = num * mult
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _cpu_flags() -> list[str]:
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16",
+              "amx_tile", "amx_fp16", "asimd", "sve", "bf16")
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith(("flags", "features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def _software(dev: torch.device) -> dict[str, Any]:
+    import numpy
+
+    sw: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
+                          "numpy": numpy.__version__, "platform": platform.platform(),
+                          "cuda": torch.version.cuda, "cudnn": None}
+    if dev.type == "cuda":
+        with contextlib.suppress(Exception):
+            sw["cudnn"] = torch.backends.cudnn.version()
+        with contextlib.suppress(Exception):
+            sw["hip"] = torch.version.hip
+    else:
+        sw["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+        with contextlib.suppress(Exception):
+            sw["parallel_info"] = torch.__config__.parallel_info().splitlines()[:6]
+    return sw
+
+
+def _properties(dev: torch.device) -> dict[str, Any]:
+    props: dict[str, Any] = {"device": str(dev), "machine": platform.machine(), "cpu_model": _cpu_model(),
+                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                             "torch_interop_threads": torch.get_num_interop_threads(),
+                             "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS")}
+    if dev.type == "cuda":
+        p = torch.cuda.get_device_properties(dev)
+        props.update({
+            "gpu_name": p.name, "sm_count": p.multi_processor_count,
+            "compute_capability": f"{p.major}.{p.minor}", "total_memory_bytes": int(p.total_memory),
+            "l2_cache_bytes": getattr(p, "L2_cache_size", None),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_enabled": bool(torch.backends.cudnn.enabled),
+            "conv_fp32_uses_tf32": True,
+            "matmul_fp32_uses_tf32": False,
+        })
+    else:
+        props.update(_cpu_caches())
+        props["cpu_flags"] = _cpu_flags()
+        props["conv_fp32_uses_tf32"] = False
+    return props
+
+
+# ------------------------------------------------------------------------------------------- fitting
+
+
+def _fit_family(run: _Run, fits: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Curve]], Curve | None,
+                                                                 Curve | None]:
+    compute: dict[str, dict[str, Curve]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in run.raw.get("matmul", []):
+        groups.setdefault(("matmul", r["mode"]), []).append(r)
+    for r in run.raw.get("conv", []):
+        groups.setdefault((_CONV_CLASS[r["pass"]], r["mode"]), []).append(r)
+    for (cls, mode), rows in sorted(groups.items()):
+        try:
+            curve, rep = fit_curve([r["work"] for r in rows], [r["median_s"] for r in rows])
+        except Exception as exc:  # noqa: BLE001
+            run.errors.append({"family": "fit", "what": f"{cls} {mode}", "error": _one_line(exc)})
+            continue
+        compute.setdefault(cls, {})[mode] = curve
+        fits.append({"class": cls, "mode": mode, **rep.to_dict(), "peak": curve.peak,
+                     "latency_s": curve.latency_s})
+    curves: dict[str, Curve | None] = {"memory": None, "reduction": None}
+    for family in curves:
+        rows = run.raw.get(family, [])
+        if not rows:
+            continue
+        try:
+            curve, rep = fit_curve([r["work"] for r in rows], [r["median_s"] for r in rows], cache_tier=True)
+        except Exception as exc:  # noqa: BLE001
+            run.errors.append({"family": "fit", "what": family, "error": _one_line(exc)})
+            continue
+        curves[family] = curve
+        fits.append({"class": family, "mode": "bytes", **rep.to_dict(), **curve.to_dict()})
+    return compute, curves["memory"], curves["reduction"]
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:400]
+
+
+def _optimizer_fit(run: _Run) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for opt in ("sgd", "adamw"):
+        rows = [r for r in run.raw.get("optimizer", []) if r["optimizer"] == opt]
+        if not rows:
+            continue
+        if len(rows) >= 3:
+            fixed, per_tensor, per_byte = fit_linear_nonneg(
+                [[1.0] * len(rows), [r["tensors"] for r in rows], [r["param_bytes"] for r in rows]],
+                [r["median_s"] for r in rows])
+        else:
+            fixed, per_tensor = 0.0, 0.0
+            per_byte = statistics.median(r["median_s"] / r["param_bytes"] for r in rows)
+        out[f"{opt}_fixed_s"] = fixed
+        out[f"{opt}_per_tensor_s"] = per_tensor
+        out[f"{opt}_s_per_byte"] = per_byte
+    return out
+
+
+# ------------------------------------------------------------------------------------------- calibrate
+
+
+def calibrate(device: str = "cuda", quick: bool = False, progress: ProgressFn | None = None) -> DeviceProfile:
+    """Measure ``device`` ('cpu', 'cuda', 'cuda:N') and return its calibrated :class:`DeviceProfile`.
+
+    ``quick`` measures a smaller grid with fewer repeats (CPU: well under a minute). ``progress`` is
+    called as ``progress(done, total, label)`` before each measurement point and once at the end.
+    Raises ``TraincostUsageError`` for a bad device and ``TraincostError`` only when a part the profile
+    cannot do without (matmul, memory) failed entirely and no datasheet fallback exists; any other
+    failure is recorded in ``raw["errors"]`` and, where a value is needed, replaced by a documented
+    fallback listed in ``properties["fallbacks"]``.
+    """
+    dev = parse_device(device)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    total_memory = _total_memory(dev)
+    s = _settings(dev.type, quick, total_memory)
+    cuda_ctx = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+    with cuda_ctx:
+        timer: Any = _CudaTimer(s, dev) if dev.type == "cuda" else _CpuTimer(s)
+        run = _Run(dev, s, timer)
+        probes: list[dict[str, Any]] = []
+        if dev.type == "cuda":
+            modes, skipped = _cuda_modes(dev)
+        else:
+            modes, skipped, probes = _cpu_modes(s)
+        run.raw["probes"] = probes
+        points = _plan(run, modes)
+        total = len(points)
+        torch.manual_seed(0)
+        for i, pt in enumerate(points):
+            if progress is not None:
+                progress(i, total, pt.label)
+            if pt.series and pt.series in run.skipped_series:
+                run.add("skipped", {"family": pt.family, "label": pt.label,
+                                    "reason": "an earlier, smaller size of the series exceeded max_call_s"})
+                continue
+            try:
+                record = pt.run()
+                record["label"] = pt.label
+                run.add(pt.family, record)
+                if pt.series and record.get("median_s", 0.0) > s.max_call_s:
+                    run.skipped_series.add(pt.series)
+            except Exception as exc:  # noqa: BLE001 - keep what was measured, record the failure
+                run.errors.append({"family": pt.family, "what": pt.label, "error": _one_line(exc),
+                                   "traceback": traceback.format_exc(limit=3)[-1500:]})
+                if dev.type == "cuda":
+                    with contextlib.suppress(Exception):
+                        torch.cuda.synchronize(dev)
+                        torch.cuda.empty_cache()
+        if progress is not None:
+            progress(total, total, "fitting")
+        profile = _assemble(run, modes, skipped, quick, total_memory)
+    elapsed = time.perf_counter() - started
+    cpu_time = time.process_time() - cpu_started
+    profile.properties["calibration_s"] = round(elapsed, 2)
+    profile.properties["quick"] = quick
+    profile.properties["host_load"] = {
+        "loadavg_start": list(load_start) if load_start else None,
+        "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "process_cpu_s_per_wall_s": round(cpu_time / elapsed, 3) if elapsed > 0 else None,
+    }
+    return profile
+
+
+def _assemble(run: _Run, modes: list[str], skipped: dict[str, str], quick: bool,
+              total_memory: int) -> DeviceProfile:
+    dev = run.dev
+    fits: list[dict[str, Any]] = []
+    fallbacks: list[str] = []
+    compute, memory, reduction = _fit_family(run, fits)
+
+    # dispatch
+    disp = {(r["op"], r.get("autocast")): r for r in run.raw.get("dispatch", [])}
+    dispatch_s = disp[("add", None)]["median_s"] if ("add", None) in disp else None
+    auto = [r["median_s"] / r["aten_ops_per_call"] for (op, ac), r in disp.items() if ac and op == "mm"]
+    dispatch_autocast_s = auto[0] if auto else None
+    launch_rows = run.raw.get("launch", [])
+    launch_s = launch_rows[0]["median_s"] if launch_rows else (0.0 if dev.type == "cpu" else None)
+
+    catalog_key = _catalog_key(dev) if dev.type == "cuda" else None
+    fallback_profile = None
+    if catalog_key is not None:
+        from traincost.catalog import load_gpus
+
+        spec = next(g for g in load_gpus() if g.key == catalog_key)
+        fallback_profile = datasheet_profile(spec)
+
+    def need(name: str, value: Any, fb: Any) -> Any:
+        if value is not None:
+            return value
+        if fb is None:
+            errs = "; ".join(e["error"] for e in run.errors if e["family"] in (name, "fit"))[:300]
+            raise TraincostError(f"calibration of {dev} failed: no usable {name} measurement ({errs or 'none ran'})")
+        fallbacks.append(f"{name}: datasheet-derived value used (measurement failed)")
+        return fb
+
+    fb = fallback_profile
+    if not compute.get("matmul"):
+        compute["matmul"] = need("matmul", None, fb.compute["matmul"] if fb else None)
+    memory = need("memory", memory, fb.memory if fb else None)
+    if reduction is None:
+        reduction = memory
+        fallbacks.append("reduction: memory curve used (measurement failed)")
+    if dispatch_s is None:
+        dispatch_s = need("dispatch", None, fb.dispatch_s if fb else 5e-6)
+    if dispatch_autocast_s is None:
+        dispatch_autocast_s = dispatch_s * 1.25
+        fallbacks.append("dispatch_autocast_s: 1.25 x dispatch_s (measurement failed)")
+    if launch_s is None:
+        launch_s = need("launch", None, fb.launch_s if fb else 2.5e-6)
+
+    # On a CPU, timed ops include their own dispatch: curve latencies exclude it (see traincost.devices).
+    if dev.type == "cpu":
+        compute = {cls: {m: _minus_latency(c, dispatch_s) for m, c in modes_.items()}
+                   for cls, modes_ in compute.items()}
+        memory = _minus_latency(memory, dispatch_s)
+        reduction = _minus_latency(reduction, dispatch_s)
+    # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement.
+    if dev.type == "cuda" and "tf32" in modes:
+        for cls, curves in compute.items():
+            if cls.startswith("conv"):
+                for key in ("fp32", "fp32" + CHANNELS_LAST):
+                    if key in curves:
+                        curves.setdefault(key.replace("fp32", "tf32"), curves[key])
+
+    optimizer = _optimizer_fit(run)
+    if not optimizer and fb is not None:
+        optimizer = dict(fb.optimizer)
+        fallbacks.append("optimizer: datasheet-derived values used (measurement failed)")
+
+    props = _properties(dev)
+    props["modes"] = modes
+    props["modes_skipped"] = skipped
+    props["fallbacks"] = fallbacks
+    props["curve_latency_excludes_dispatch"] = True
+    props["timing"] = ("CUDA events, device time; tiny kernels preloaded behind torch.cuda._sleep"
+                       if dev.type == "cuda" else "time.perf_counter, synchronous wall time")
+    props["settings"] = {"repeats": run.s.repeats, "target_sample_s": run.s.target_sample_s,
+                         "max_call_s": run.s.max_call_s}
+    rel = [r["rel_range"] for fam, rows in run.raw.items() if fam not in ("probes", "skipped")
+           for r in rows if "rel_range" in r]
+    spread = summarize_spread(rel)
+    spread["by_family"] = {fam: summarize_spread([r["rel_range"] for r in rows if "rel_range" in r])
+                           for fam, rows in run.raw.items() if fam not in ("probes", "skipped")}
+    raw: dict[str, Any] = dict(run.raw)
+    raw["fits"] = fits
+    raw["errors"] = run.errors
+    return DeviceProfile(
+        schema_version=SCHEMA_VERSION,
+        source="calibrated",
+        name=device_name(dev),
+        kind=dev.type,
+        catalog_key=catalog_key,
+        memory_bytes=total_memory if total_memory > 0 else 1,
+        compute=compute,
+        memory=memory,
+        reduction=reduction,
+        dispatch_s=float(dispatch_s),
+        dispatch_autocast_s=float(dispatch_autocast_s),
+        launch_s=float(launch_s),
+        optimizer=optimizer,
+        software=_software(dev),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        properties=props,
+        raw=raw,
+        spread=spread,
+    )
+
+
+def _minus_latency(curve: Curve, dispatch_s: float) -> Curve:
+    return Curve(peak=curve.peak, latency_s=max(0.0, curve.latency_s - dispatch_s),
+                 cache_bytes=curve.cache_bytes, cache_peak=curve.cache_peak)
+
+
+if __name__ == "__main__":  # pragma: no cover - a debugging entry point; the CLI is `traincost calibrate`
+    prof = calibrate(sys.argv[1] if len(sys.argv) > 1 else "cpu", quick=True,
+                     progress=lambda d, t, label: print(f"{d}/{t} {label}", file=sys.stderr))
+    print(prof.to_dict()["compute"])
