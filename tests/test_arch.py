@@ -301,3 +301,13 @@ def test_family_input_shape_sets_the_size_parameter() -> None:
 def test_family_input_shape_conflicts(family: str, params: dict, shape: tuple, pattern: str) -> None:
     with pytest.raises(SpecError, match=pattern):
         resolve(family, params=params, input_shape=shape)
+
+
+def test_torchvision_build_is_quiet() -> None:
+    """inception_v3 warns about its weight initialisation, which means nothing on meta: not shown."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolve("inception_v3").build()
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]

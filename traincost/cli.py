@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,6 +40,28 @@ _FAMILY_OPTIONS = (
 
 class _Group(click.Group):
     """Turns library errors into one line on stderr and an exit code; never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's own usage errors (a missing option, a bad choice) as one line too, not a usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                exc.show()  # bare `traincost`: the help text, as click shows it
+                sys.exit(exc.exit_code)
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"Error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -154,6 +177,179 @@ def count_command(model: str | None, spec_path: str | None, input_shape: str | N
     print_renderable(count_table(result, top=top))
     if memory_gb is not None:
         click.echo(f"largest batch that fits in {memory_gb:g} GiB: {out['max_batch_size']}")
+
+
+# ------------------------------------------------------------------ calibrate, gpus (issue 3)
+
+
+def _check_writable(path: "Path") -> None:
+    """Fail now, before minutes of measuring, if ``path`` cannot be written (usage error, exit 2)."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        raise TraincostUsageError(f"output {str(path)!r} is a directory; give a file name such as profile.json")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise TraincostUsageError(f"cannot write {str(path)!r}: {str(parent)!r} {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TraincostUsageError(f"cannot write {str(path)!r}: permission denied")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".traincost-write-test-"):
+            pass
+    except OSError as exc:
+        raise TraincostUsageError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _calibration_summary(profile: Any) -> dict[str, Any]:
+    """The headline numbers of a profile (rates in TFLOP/s, GB/s; times in us)."""
+    compute = {cls: {mode: {"peak_tflops": c.peak / 1e12, "latency_us": c.latency_s * 1e6}
+                     for mode, c in modes.items()} for cls, modes in profile.compute.items()}
+    return {
+        "name": profile.name, "kind": profile.kind, "catalog_key": profile.catalog_key,
+        "compute": compute,
+        "memory_gb_per_s": profile.memory.peak / 1e9,
+        "memory_cache_gb_per_s": profile.memory.cache_peak / 1e9 if profile.memory.cache_bytes else None,
+        "memory_cache_bytes": profile.memory.cache_bytes or None,
+        "reduction_gb_per_s": profile.reduction.peak / 1e9,
+        "dispatch_us": profile.dispatch_s * 1e6, "dispatch_autocast_us": profile.dispatch_autocast_s * 1e6,
+        "launch_us": profile.launch_s * 1e6, "optimizer": profile.optimizer,
+        "errors": len(profile.raw.get("errors", [])), "fallbacks": profile.properties.get("fallbacks", []),
+        "modes_skipped": profile.properties.get("modes_skipped", {}),
+        "calibration_s": profile.properties.get("calibration_s"),
+        "spread": {k: v for k, v in profile.spread.items() if k != "by_family"},
+    }
+
+
+@main.command("calibrate")
+@click.option("--device", default="cuda", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--quick", is_flag=True, help="A smaller grid and fewer repeats (CPU: under a minute).")
+@click.option("-o", "--output", type=click.Path(dir_okay=True), default=None,
+              help="Profile JSON to write [default: ./<device-slug>.json].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def calibrate_command(device: str, quick: bool, output: str | None, as_json: bool) -> None:
+    """Measure a device with microbenchmarks and write its profile (JSON).
+
+    GEMM and convolution throughput per math mode, memory and reduction bandwidth, eager dispatch cost,
+    launch latency and optimizer steps; fitted efficiency curves plus every raw measurement.
+    """
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from traincost.calibrate.microbench import calibrate, device_slug, parse_device
+    from traincost.devices import save_profile
+
+    dev = parse_device(device)
+    path = Path(output) if output else Path(f"{device_slug(dev)}.json")
+    _check_writable(path)
+    err = Console(stderr=True)
+    if dev.type == "cpu" and hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        err.print(f"[yellow]warning: the machine is busy (load {os.getloadavg()[0]:.1f} on "
+                  f"{os.cpu_count()} CPUs): CPU timings will be slower than on an idle machine[/]")
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task(f"calibrating {dev}", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label[:48])
+
+        profile = calibrate(str(dev), quick=quick, progress=progress)
+    save_profile(profile, path)
+    summary = _calibration_summary(profile)
+    summary["output"] = str(path)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    _print_calibration(summary)
+
+
+def _print_calibration(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['name']}  ({summary['kind']}, calibrated in {summary['calibration_s']} s)",
+                  title_justify="left")
+    for col in ("curve", "mode", "peak", "latency"):
+        table.add_column(col, justify="left" if col in ("curve", "mode") else "right")
+    for cls, modes in summary["compute"].items():
+        for mode, c in modes.items():
+            table.add_row(cls, mode, f"{c['peak_tflops'] * 1e3:,.1f} GFLOP/s", f"{c['latency_us']:.1f} us")
+    mem = f"{summary['memory_gb_per_s']:,.1f} GB/s"
+    if summary["memory_cache_gb_per_s"]:
+        mem += f" ({summary['memory_cache_gb_per_s']:,.1f} below {summary['memory_cache_bytes'] / 2**20:.1f} MiB)"
+    table.add_row("memory", "read+write", mem, "")
+    table.add_row("reduction", "read", f"{summary['reduction_gb_per_s']:,.1f} GB/s", "")
+    table.add_row("dispatch", "eager op", "", f"{summary['dispatch_us']:.2f} us")
+    table.add_row("dispatch", "autocast op", "", f"{summary['dispatch_autocast_us']:.2f} us")
+    table.add_row("launch", "tiny kernel", "", f"{summary['launch_us']:.2f} us")
+    opt = summary["optimizer"]
+    for name in ("sgd", "adamw"):
+        if f"{name}_s_per_byte" in opt:
+            table.add_row("optimizer", name, f"{1 / max(opt[name + '_s_per_byte'], 1e-30) / 1e9:,.2f} GB/s",
+                          f"{opt[name + '_fixed_s'] * 1e6:.0f} us + {opt[name + '_per_tensor_s'] * 1e6:.2f} us/tensor")
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(table)
+    spread = summary["spread"]
+    if spread.get("points"):
+        console.print(f"spread of repeats (max-min)/median: median {spread['median_rel_range']:.1%}, "
+                      f"p90 {spread['p90_rel_range']:.1%} over {spread['points']} points")
+    for mode, why in summary["modes_skipped"].items():
+        console.print(f"not measured: {mode}: {why}")
+    if summary["errors"]:
+        console.print(f"[yellow]{summary['errors']} measurement(s) failed: see raw.errors in the profile[/]")
+    for fb in summary["fallbacks"]:
+        console.print(f"[yellow]fallback: {fb}[/]")
+    console.print(f"wrote {summary['output']}")
+
+
+@main.command("gpus")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def gpus_command(as_json: bool) -> None:
+    """List the GPU catalog: datasheet peaks, memory, bandwidth and the cheapest on-demand price."""
+    from traincost import catalog
+    from traincost.devices import load_shipped_profiles
+
+    calibrated = {p.catalog_key for p in load_shipped_profiles() if p.source == "calibrated" and p.catalog_key}
+    prices_for = getattr(catalog, "prices_for", None)
+    rows = []
+    for g in catalog.load_gpus():
+        cheapest = None
+        if prices_for is not None:
+            prices = prices_for(g)
+            if prices:
+                p = prices[0]
+                cheapest = {"usd_per_gpu_hour": p.usd_per_gpu_hour, "provider": p.provider,
+                            "date": p.source_date, "source": p.source}
+        rows.append({
+            "name": g.name, "key": g.key, "fp32_tflops": g.fp32_tflops, "tf32_tflops": g.tf32_tflops,
+            "bf16_tflops": g.bf16_tflops, "fp16_tflops": g.fp16_tflops, "memory_gb": g.memory_gb,
+            "mem_bandwidth_gb_s": g.mem_bandwidth_gb_s, "sm_count": g.sm_count, "launch_year": g.launch_year,
+            "profile": "calibrated" if g.key in calibrated else "datasheet", "cheapest": cheapest,
+        })
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:g}"
+
+    table = Table(title=f"GPU catalog: {len(rows)} GPUs, dense TFLOP/s, cheapest on-demand price "
+                        "(--json for keys and sources)", title_justify="left")
+    for col in ("name", "fp32", "tf32", "bf16", "fp16", "mem GB", "GB/s", "profile", "$/GPU-h", "provider (date)"):
+        table.add_column(col, justify="left" if col in ("name", "profile", "provider (date)") else "right",
+                         no_wrap=col != "provider (date)")
+    for r in rows:
+        c = r["cheapest"]
+        table.add_row(r["name"], num(r["fp32_tflops"]), num(r["tf32_tflops"]), num(r["bf16_tflops"]),
+                      num(r["fp16_tflops"]), num(r["memory_gb"]), num(r["mem_bandwidth_gb_s"]), r["profile"],
+                      f"{c['usd_per_gpu_hour']:.2f}" if c else "-", f"{c['provider']} ({c['date']})" if c else "-")
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

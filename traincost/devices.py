@@ -12,7 +12,8 @@ step cost. Profiles are JSON files with a schema version. They come from two pla
 
 Time model of one kernel (all curves)::
 
-    time_s(work) = latency_s + work / rate(work)       rate = peak  (cache_peak while work <= cache_bytes)
+    time_s(work) = latency_s + work / rate          rate = peak  (cache_peak while work <= cache_bytes;
+                                                          x depth / (depth + k_half) for convolutions)
     efficiency   = achieved rate / datasheet peak = work / time_s(work) / datasheet_peak
 
 ``work`` is FLOPs (2 per multiply-add) for compute curves and bytes read + written for memory curves.
@@ -86,18 +87,26 @@ class ProfileError(TraincostUsageError):
 
 @dataclass(frozen=True)
 class Curve:
-    """Time of one kernel as a function of its work: ``latency_s + work / peak``.
+    """Time of one kernel as a function of its work: ``latency_s + work / rate``.
 
     ``peak`` is the asymptotic rate (FLOP/s for compute, bytes/s for memory), ``latency_s`` the fixed
-    seconds per kernel. Achieved / peak = ``work / (work + latency_s * peak)``: half of peak at
-    ``work = latency_s * peak``. Memory curves may carry a cache tier: work up to ``cache_bytes`` streams at
-    ``cache_peak`` (a CPU's L2/L3, a GPU's L2), larger work at ``peak``. ``cache_bytes = 0`` means none.
+    seconds per kernel. In the plain form (``rate = peak``) achieved / peak = ``work / (work + latency_s *
+    peak)``: half of peak at ``work = latency_s * peak``. Two optional terms, each fitted only where the
+    measurements demand it (see :mod:`traincost.calibrate.fitting`):
+
+    * ``k_half`` (compute curves of convolutions): ``rate = peak * depth / (depth + k_half)`` where
+      ``depth`` is the reduction depth of the implicit GEMM, ``C_in / groups * kh * kw`` =
+      ``prod(weight.shape[1:])`` of the forward convolution (the same number for its backward passes).
+      A shallow stem (depth 3 * 7 * 7 = 147) runs far below peak. ``0`` = no term; ``depth=None`` = no term.
+    * ``cache_bytes`` / ``cache_peak`` (memory curves): work up to ``cache_bytes`` streams at
+      ``cache_peak`` (a CPU's L2/L3), larger work at ``peak``. ``cache_bytes = 0`` = no tier.
     """
 
     peak: float
     latency_s: float
     cache_bytes: float = 0.0
     cache_peak: float = 0.0
+    k_half: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.peak, (int, float)) and math.isfinite(self.peak) and self.peak > 0):
@@ -107,31 +116,35 @@ class Curve:
             raise ValueError(f"Curve.latency_s must be a non-negative finite number, got {self.latency_s!r}")
         if self.cache_bytes < 0 or (self.cache_bytes > 0 and not self.cache_peak > 0):
             raise ValueError("Curve.cache_bytes > 0 needs a positive cache_peak")
+        if not (math.isfinite(self.k_half) and self.k_half >= 0):
+            raise ValueError(f"Curve.k_half must be a non-negative finite number, got {self.k_half!r}")
 
-    def rate(self, work: float) -> float:
-        """Asymptotic rate that applies to this work size (``cache_peak`` inside the cache tier)."""
-        if self.cache_bytes > 0 and work <= self.cache_bytes:
-            return self.cache_peak
-        return self.peak
+    def rate(self, work: float, depth: float | None = None) -> float:
+        """Asymptotic rate for this work size (``cache_peak`` inside the cache tier), times the depth
+        factor ``depth / (depth + k_half)`` when both are given."""
+        r = self.cache_peak if (self.cache_bytes > 0 and work <= self.cache_bytes) else self.peak
+        if self.k_half > 0 and depth is not None and depth > 0:
+            r *= depth / (depth + self.k_half)
+        return r
 
-    def time_s(self, work: float) -> float:
+    def time_s(self, work: float, depth: float | None = None) -> float:
         """Seconds for one kernel doing ``work`` (FLOPs or bytes); ``latency_s`` for zero work."""
         if work <= 0:
             return self.latency_s
-        return self.latency_s + work / self.rate(work)
+        return self.latency_s + work / self.rate(work, depth)
 
-    def achieved(self, work: float) -> float:
+    def achieved(self, work: float, depth: float | None = None) -> float:
         """Achieved rate ``work / time_s(work)`` (FLOP/s or bytes/s)."""
-        return work / self.time_s(work) if work > 0 else 0.0
+        return work / self.time_s(work, depth) if work > 0 else 0.0
 
-    def efficiency(self, work: float, datasheet_peak: float) -> float:
+    def efficiency(self, work: float, datasheet_peak: float, depth: float | None = None) -> float:
         """Achieved rate as a fraction of ``datasheet_peak`` (same unit as ``peak``)."""
         if datasheet_peak <= 0:
             raise ValueError(f"datasheet_peak must be positive, got {datasheet_peak!r}")
-        return self.achieved(work) / datasheet_peak
+        return self.achieved(work, depth) / datasheet_peak
 
     def scaled(self, factor: float) -> "Curve":
-        """The same curve with every rate multiplied by ``factor`` (latency unchanged)."""
+        """The same curve with every rate multiplied by ``factor`` (latency and depth term unchanged)."""
         return replace(self, peak=self.peak * factor, cache_peak=self.cache_peak * factor)
 
     def to_dict(self) -> dict[str, float]:
@@ -139,6 +152,8 @@ class Curve:
         if self.cache_bytes > 0:
             out["cache_bytes"] = float(self.cache_bytes)
             out["cache_peak"] = float(self.cache_peak)
+        if self.k_half > 0:
+            out["k_half"] = float(self.k_half)
         return out
 
 
@@ -209,17 +224,18 @@ class DeviceProfile:
         return None
 
     def device_time_s(self, op_class: str, mode: str, flops: float, bytes_moved: float,
-                      channels_last: bool = False) -> float:
+                      channels_last: bool = False, depth: float | None = None) -> float:
         """Device seconds of one op: ``max(compute time, memory time, launch_s)`` (a roofline with
-        achieved rates). Ops of classes without a compute curve are priced by bytes (``reduction`` by the
-        reduction curve, everything else by the memory curve); ``free`` ops cost 0."""
+        achieved rates). ``depth``: a convolution's ``prod(weight.shape[1:])`` (see :class:`Curve`).
+        Ops of classes without a compute curve are priced by bytes (``reduction`` by the reduction curve,
+        everything else by the memory curve); ``free`` ops cost 0."""
         if op_class == "free":
             return 0.0
         t = self.launch_s
         if flops > 0:
             curve = self.compute_curve(op_class, mode, channels_last)
             if curve is not None:
-                t = max(t, curve.time_s(flops))
+                t = max(t, curve.time_s(flops, depth))
         if bytes_moved > 0:
             mem = self.reduction if op_class == "reduction" else self.memory
             t = max(t, mem.time_s(bytes_moved))
@@ -268,7 +284,8 @@ def _curve(value: Any, name: str, where: str) -> Curve:
     cache_peak = _num(value.get("cache_peak", 0.0), f"{name}.cache_peak", where)
     if cache_bytes > 0 and cache_peak <= 0:
         raise _err(where, f"field {name}.cache_bytes needs a positive {name}.cache_peak")
-    return Curve(peak=peak, latency_s=lat, cache_bytes=cache_bytes, cache_peak=cache_peak)
+    k_half = _num(value.get("k_half", 0.0), f"{name}.k_half", where)
+    return Curve(peak=peak, latency_s=lat, cache_bytes=cache_bytes, cache_peak=cache_peak, k_half=k_half)
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -397,17 +414,19 @@ DEFAULT_MATMUL = {
     "bf16": (0.8185, 21.2e-6),
     "fp16": (0.8185, 21.2e-6),
 }
-#: conv2d forward, batch 64, six ResNet layer shapes, NCHW; peak fitted (robust, log time) with the latency
-#: fixed to the matmul latency of the math mode it runs in. "fp32" ran as TF32: fraction of the tf32
-#: datasheet (125.0 TFLOP/s); bf16: 170.0 TFLOP/s of 989.4 (NCHW 16-bit convs pay layout transposes).
-#: The 7x7 stem (C_in = 3) and the 1x1 layer reach much less (29 and 65 TFLOP/s in fp32): median APE 22 %.
+#: conv2d forward, batch 64, six ResNet layer shapes, NCHW -> (peak / datasheet, latency_s, k_half): peak and
+#: depth term fitted (robust, log time) with the latency fixed to the matmul latency of the math mode the
+#: conv runs in. "fp32" ran as TF32: fraction of the tf32 datasheet (peak 199 TFLOP/s, k_half 600; fit
+#: median APE 5.8 %, 22 % without the depth term); bf16: 243 TFLOP/s of 989.4, k_half 494 (11 %, 20 %
+#: without). NCHW 16-bit convs pay layout transposes. fp16 was not measured: the bf16 values are used.
 DEFAULT_CONV = {
-    "fp32": (0.2528, 23.7e-6),
-    "bf16": (0.1718, 21.2e-6),
-    "fp16": (0.1718, 21.2e-6),
+    "fp32": (0.4026, 23.7e-6, 600.4),
+    "bf16": (0.2454, 21.2e-6, 494.0),
+    "fp16": (0.2454, 21.2e-6, 494.0),
 }
-#: assumption: true-fp32 (CUDA-core) convolution reaches the fraction of fp32 peak that fp32 GEMM does.
-DEFAULT_CONV_FP32_STRICT = DEFAULT_MATMUL["fp32"]
+#: assumption: true-fp32 (CUDA-core) convolution reaches the fraction of fp32 peak that fp32 GEMM does,
+#: without a depth term.
+DEFAULT_CONV_FP32_STRICT = (*DEFAULT_MATMUL["fp32"], 0.0)
 #: assumption: a convolution backward (grad input + grad weight) runs at this fraction of the forward rate.
 CONV_BACKWARD_VS_FORWARD = 0.85
 #: assumption: 16-bit convolutions in channels_last run this much faster than NCHW (the reference README:
@@ -454,17 +473,48 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _default_compute(gpu: "GPUSpec") -> dict[str, dict[str, Curve]]:
+    """Compute curves of a GPU from the DEFAULT_* constants (the H200 reference run)."""
+    has_tf32 = bool(gpu.tf32_tflops)
+    compute: dict[str, dict[str, Curve]] = {"matmul": {}, "conv": {}}
+    for mode, (frac, lat) in DEFAULT_MATMUL.items():
+        ds = _datasheet_peak_flops(gpu, "matmul", mode, conv_uses_tf32=False)
+        if ds is not None:
+            compute["matmul"][mode] = Curve(peak=ds * frac, latency_s=lat)
+    conv_modes: dict[str, tuple[float, float, float]] = dict(DEFAULT_CONV)
+    if has_tf32:
+        conv_modes["tf32"] = DEFAULT_CONV["fp32"]
+    else:
+        conv_modes["fp32"] = DEFAULT_CONV_FP32_STRICT
+    conv_modes["fp32_strict"] = DEFAULT_CONV_FP32_STRICT
+    for mode, (frac, lat, k_half) in conv_modes.items():
+        if mode == "fp32_strict" or (mode == "fp32" and not has_tf32):
+            ds: float | None = gpu.fp32_tflops * 1e12
+        else:
+            ds = _datasheet_peak_flops(gpu, "conv", mode, conv_uses_tf32=True)
+        if ds is None:
+            continue
+        compute["conv"][mode] = Curve(peak=ds * frac, latency_s=lat, k_half=k_half)
+        if mode in ("bf16", "fp16"):
+            cl = min(frac * CONV_CHANNELS_LAST_SPEEDUP_16BIT, DEFAULT_MATMUL[mode][0])
+            compute["conv"][mode + CHANNELS_LAST] = Curve(peak=ds * cl, latency_s=lat, k_half=k_half)
+    for cls in ("conv_backward", "conv_bwd_input", "conv_bwd_weight"):
+        compute[cls] = {m: c.scaled(CONV_BACKWARD_VS_FORWARD) for m, c in compute["conv"].items()}
+    return compute
+
+
 def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[DeviceProfile, ...] | None = None
                       ) -> DeviceProfile:
     """A profile for a catalog GPU never measured: its datasheet peaks times the achieved fraction.
 
-    With calibrated CUDA profiles in ``reference`` (those with a ``catalog_key`` in the catalog), each
+    With calibrated CUDA profiles in ``reference`` (those whose ``catalog_key`` is in the catalog), each
     (op class, mode) rate is the median over them of calibrated peak / datasheet peak, times this GPU's
-    datasheet peak; latencies, dispatch and optimizer constants are their medians (optimizer per-byte
-    costs scaled by the bandwidth ratio). Without any, the ``DEFAULT_*`` constants of this module (one
-    H200 run) are used. On a GPU with TF32, PyTorch's default fp32 convolution runs as TF32, so the
-    ``fp32`` conv curves scale with the TF32 peak there, and with the fp32 peak (``fp32_strict``
-    fraction) on older GPUs. Modes the GPU lacks (bf16 before Ampere, tf32) get no curve.
+    datasheet peak; latencies, depth terms, dispatch and optimizer constants are their medians (memory
+    rates and optimizer per-byte costs scale with the bandwidth). (class, mode) pairs the references lack
+    and everything when none is given come from the ``DEFAULT_*`` constants of this module (one H200 run).
+    On a GPU with TF32, PyTorch's default fp32 convolution runs as TF32, so ``fp32`` conv curves scale with
+    the TF32 peak there, and with the fp32 peak (the ``fp32_strict`` fraction) on older GPUs. Modes the GPU
+    lacks (bf16 before Ampere, tf32) get no curve.
     """
     from traincost.catalog import load_gpus
 
@@ -472,21 +522,30 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
     refs = [p for p in (reference or ()) if p.source == "calibrated" and p.kind == "cuda"
             and p.catalog_key in by_key]
     has_tf32 = bool(gpu.tf32_tflops)
-    assumptions: list[str] = []
-    compute: dict[str, dict[str, Curve]] = {}
-
-    def put(cls: str, mode: str, fraction: float, latency: float) -> None:
-        uses_tf32 = cls.startswith("conv") and mode.removesuffix(CHANNELS_LAST) == "fp32"
-        if uses_tf32 and not has_tf32:
-            return  # handled through fp32_strict below
-        ds = _datasheet_peak_flops(gpu, cls, mode, conv_uses_tf32=True)
-        if ds is None:
-            return
-        compute.setdefault(cls, {})[mode] = Curve(peak=ds * fraction, latency_s=latency)
+    compute = _default_compute(gpu)
+    memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_MEMORY_FRACTION, latency_s=DEFAULT_MEMORY_LATENCY_S)
+    reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_REDUCTION_FRACTION,
+                      latency_s=DEFAULT_REDUCTION_LATENCY_S)
+    dispatch_s = DEFAULT_DISPATCH_S
+    dispatch_autocast_s = DEFAULT_DISPATCH_S * DEFAULT_AUTOCAST_DISPATCH_RATIO
+    launch_s = DEFAULT_LAUNCH_S
+    optimizer: dict[str, float] = {}
+    for opt, passes in DEFAULT_OPTIMIZER_PASSES.items():
+        optimizer[f"{opt}_fixed_s"] = DEFAULT_OPTIMIZER_FIXED_S[opt]
+        optimizer[f"{opt}_per_tensor_s"] = DEFAULT_OPTIMIZER_PER_TENSOR_S[opt]
+        optimizer[f"{opt}_s_per_byte"] = passes / memory.peak
+    assumptions = [
+        "defaults: conv backward = forward rate x CONV_BACKWARD_VS_FORWARD",
+        "defaults: fp16 = bf16 fractions (fp16 not in the reference run)",
+        "defaults: 16-bit channels_last conv = NCHW x CONV_CHANNELS_LAST_SPEEDUP_16BIT (capped at matmul)",
+        "defaults: launch, memory/reduction latencies, autocast dispatch, optimizer constants are assumptions",
+    ]
+    derived_from = ["/work/shared/reference/h200_microbench.json (traincost.devices.DEFAULT_*)"]
 
     if refs:
-        fracs: dict[tuple[str, str], list[float]] = {}
-        lats: dict[tuple[str, str], list[float]] = {}
+        derived_from = [r.name for r in refs] + ["DEFAULT_* for (class, mode) pairs they lack"]
+        assumptions.append("memory cache tiers of the references are dropped (cache sizes differ)")
+        learned: dict[tuple[str, str], list[tuple[float, Curve]]] = {}
         for ref in refs:
             rgpu = by_key[ref.catalog_key]  # type: ignore[index]
             tf32_conv = bool(ref.properties.get("conv_fp32_uses_tf32", True)) and bool(rgpu.tf32_tflops)
@@ -494,82 +553,49 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
                 for mode, curve in modes.items():
                     ds = _datasheet_peak_flops(rgpu, cls, mode, tf32_conv)
                     if ds:
-                        fracs.setdefault((cls, mode), []).append(curve.peak / ds)
-                        lats.setdefault((cls, mode), []).append(curve.latency_s)
-        for (cls, mode), values in sorted(fracs.items()):
-            put(cls, mode, _median(values), _median(lats[(cls, mode)]))
-        if not has_tf32:  # fp32 conv runs on CUDA cores here: strict-fp32 fractions (else fp32 GEMM's)
-            for cls in sorted({c for c, _ in fracs if c.startswith("conv")}):
+                        learned.setdefault((cls, mode), []).append((curve.peak / ds, curve))
+
+        def summary(key: tuple[str, str], target_ds: float) -> Curve:
+            vals = learned[key]
+            return Curve(peak=target_ds * _median([f for f, _ in vals]),
+                         latency_s=_median([c.latency_s for _, c in vals]),
+                         k_half=_median([c.k_half for _, c in vals]))
+
+        for (cls, mode) in sorted(learned):
+            base = mode.removesuffix(CHANNELS_LAST)
+            if cls.startswith("conv") and base == "fp32" and not has_tf32:
+                continue  # CUDA-core fp32 conv: from fp32_strict below
+            ds = _datasheet_peak_flops(gpu, cls, mode, conv_uses_tf32=True)
+            if ds is not None:
+                compute.setdefault(cls, {})[mode] = summary((cls, mode), ds)
+        if not has_tf32:
+            for cls in sorted({c for c, _ in learned if c.startswith("conv")}):
                 for suffix in ("", CHANNELS_LAST):
-                    src = next((k for k in ((cls, "fp32_strict" + suffix), (cls, "fp32_strict"),
-                                            ("matmul", "fp32")) if k in fracs), None)
+                    src = next((k for k in ((cls, "fp32_strict" + suffix), (cls, "fp32_strict"))
+                                if k in learned), None)
                     if src is not None:
-                        compute.setdefault(cls, {})["fp32" + suffix] = Curve(
-                            peak=gpu.fp32_tflops * 1e12 * _median(fracs[src]), latency_s=_median(lats[src]))
-        bw_ratio = [r.memory.peak / by_key[r.catalog_key].mem_bandwidth_bytes_per_s for r in refs]  # type: ignore[index]
-        red_ratio = [r.reduction.peak / by_key[r.catalog_key].mem_bandwidth_bytes_per_s for r in refs]  # type: ignore[index]
-        memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median(bw_ratio),
+                        compute.setdefault(cls, {})["fp32" + suffix] = summary(src, gpu.fp32_tflops * 1e12)
+
+        def bw(r: DeviceProfile) -> float:
+            return by_key[r.catalog_key].mem_bandwidth_bytes_per_s  # type: ignore[index]
+
+        memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median([r.memory.peak / bw(r) for r in refs]),
                        latency_s=_median([r.memory.latency_s for r in refs]))
-        reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median(red_ratio),
+        reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _median([r.reduction.peak / bw(r) for r in refs]),
                           latency_s=_median([r.reduction.latency_s for r in refs]))
         dispatch_s = _median([r.dispatch_s for r in refs])
         dispatch_autocast_s = _median([r.dispatch_autocast_s for r in refs])
         launch_s = _median([r.launch_s for r in refs])
-        optimizer: dict[str, float] = {}
         for key in sorted({k for r in refs for k in r.optimizer}):
             vals = []
             for r in refs:
                 if key in r.optimizer:
                     v = r.optimizer[key]
                     if key.endswith("_s_per_byte"):  # bandwidth-bound: scale by the bandwidth ratio
-                        v *= by_key[r.catalog_key].mem_bandwidth_bytes_per_s / gpu.mem_bandwidth_bytes_per_s  # type: ignore[index]
+                        v *= bw(r) / gpu.mem_bandwidth_bytes_per_s
                     vals.append(v)
             optimizer[key] = _median(vals)
-        derived_from = [r.name for r in refs]
-        assumptions.append("memory cache tiers of the references are dropped (L2 sizes differ)")
-    else:
-        for mode, (frac, lat) in DEFAULT_MATMUL.items():
-            put("matmul", mode, frac, lat)
-        conv_modes: dict[str, tuple[float, float]] = dict(DEFAULT_CONV)
-        if has_tf32:
-            conv_modes["tf32"] = DEFAULT_CONV["fp32"]
-            conv_modes["fp32_strict"] = DEFAULT_CONV_FP32_STRICT
-        else:
-            conv_modes["fp32"] = DEFAULT_CONV_FP32_STRICT
-            conv_modes["fp32_strict"] = DEFAULT_CONV_FP32_STRICT
-        for mode, (frac, lat) in conv_modes.items():
-            if mode == "fp32" and not has_tf32:
-                ds = gpu.fp32_tflops * 1e12
-                compute.setdefault("conv", {})["fp32"] = Curve(peak=ds * frac, latency_s=lat)
-            else:
-                put("conv", mode, frac, lat)
-            if mode in ("bf16", "fp16"):
-                cl = min(frac * CONV_CHANNELS_LAST_SPEEDUP_16BIT, DEFAULT_MATMUL[mode][0])
-                put("conv", mode + CHANNELS_LAST, cl, lat)
-        for cls in ("conv_backward", "conv_bwd_input", "conv_bwd_weight"):
-            compute[cls] = {m: c.scaled(CONV_BACKWARD_VS_FORWARD) for m, c in compute.get("conv", {}).items()}
-        memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_MEMORY_FRACTION,
-                       latency_s=DEFAULT_MEMORY_LATENCY_S)
-        reduction = Curve(peak=gpu.mem_bandwidth_bytes_per_s * DEFAULT_REDUCTION_FRACTION,
-                          latency_s=DEFAULT_REDUCTION_LATENCY_S)
-        dispatch_s = DEFAULT_DISPATCH_S
-        dispatch_autocast_s = DEFAULT_DISPATCH_S * DEFAULT_AUTOCAST_DISPATCH_RATIO
-        launch_s = DEFAULT_LAUNCH_S
-        optimizer = {}
-        for opt, passes in DEFAULT_OPTIMIZER_PASSES.items():
-            optimizer[f"{opt}_fixed_s"] = DEFAULT_OPTIMIZER_FIXED_S[opt]
-            optimizer[f"{opt}_per_tensor_s"] = DEFAULT_OPTIMIZER_PER_TENSOR_S[opt]
-            optimizer[f"{opt}_s_per_byte"] = passes / memory.peak
-        derived_from = ["/work/shared/reference/h200_microbench.json (traincost.devices.DEFAULT_*)"]
-        assumptions += [
-            "conv backward = forward rate x CONV_BACKWARD_VS_FORWARD",
-            "fp16 = bf16 fractions (fp16 not in the reference run)",
-            "16-bit channels_last conv = NCHW x CONV_CHANNELS_LAST_SPEEDUP_16BIT (capped at matmul)",
-            "launch, memory/reduction latencies, autocast dispatch and optimizer constants are assumptions",
-        ]
-    if not compute.get("matmul"):
-        compute.setdefault("matmul", {})["fp32"] = Curve(
-            peak=gpu.fp32_tflops * 1e12 * DEFAULT_MATMUL["fp32"][0], latency_s=DEFAULT_MATMUL["fp32"][1])
+
     return DeviceProfile(
         schema_version=SCHEMA_VERSION,
         source="datasheet",

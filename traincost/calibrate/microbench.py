@@ -366,26 +366,37 @@ def _cuda_modes(dev: torch.device) -> tuple[list[str], dict[str, str]]:
     return modes, skipped
 
 
+def _probe_rate(mode: str, n: int) -> float:
+    a = torch.randn(n, n, dtype=_DTYPES[mode])
+    b = torch.randn(n, n, dtype=_DTYPES[mode])
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):  # best of 5: a busy host must not decide which modes exist
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / max(best, 1e-9)
+
+
 def _cpu_modes(settings: _Settings) -> tuple[list[str], dict[str, str], list[dict[str, Any]]]:
-    """fp32 always; bf16 / fp16 only when a 128^3 GEMM reaches a quarter of the fp32 rate (best of 5)."""
+    """fp32 always; bf16 / fp16 only when a 128^3 GEMM reaches a quarter of the fp32 rate.
+
+    The probe runs on one thread, best of 5: the ratio between dtypes, which a busy host (whose other
+    processes stall a multi-threaded op for a scheduler tick) cannot distort much."""
     n = 128
-    work = 2 * n**3
     rates: dict[str, float] = {}
     probes: list[dict[str, Any]] = []
-    for mode in ("fp32", "bf16", "fp16"):
-        try:
-            a = torch.randn(n, n, dtype=_DTYPES[mode])
-            b = torch.randn(n, n, dtype=_DTYPES[mode])
-            torch.mm(a, b)
-            best = float("inf")
-            for _ in range(5):  # best of 5: a busy host must not decide which modes exist
-                t0 = time.perf_counter()
-                torch.mm(a, b)
-                best = min(best, time.perf_counter() - t0)
-            rates[mode] = work / max(best, 1e-9)
-            probes.append({"mode": mode, "n": n, "flops_per_s": rates[mode]})
-        except Exception as exc:  # noqa: BLE001 - an unsupported dtype is a skip, not a failure
-            probes.append({"mode": mode, "n": n, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for mode in ("fp32", "bf16", "fp16"):
+            try:
+                rates[mode] = _probe_rate(mode, n)
+                probes.append({"mode": mode, "n": n, "threads": 1, "flops_per_s": rates[mode]})
+            except Exception as exc:  # noqa: BLE001 - an unsupported dtype is a skip, not a failure
+                probes.append({"mode": mode, "n": n, "error": _one_line(exc)})
+    finally:
+        torch.set_num_threads(threads)
     modes = ["fp32"]
     skipped: dict[str, str] = {"tf32": "no TF32 on a CPU"}
     for mode in ("bf16", "fp16"):
@@ -393,7 +404,7 @@ def _cpu_modes(settings: _Settings) -> tuple[list[str], dict[str, str], list[dic
         if r is not None and r >= 0.25 * rates.get("fp32", float("inf")):
             modes.append(mode)
         else:
-            skipped[mode] = (f"{mode} GEMM probe ({n}^3) reached {r / 1e9:.1f} GFLOP/s vs fp32 "
+            skipped[mode] = (f"{mode} GEMM probe ({n}^3, 1 thread) reached {r / 1e9:.1f} GFLOP/s vs fp32 "
                              f"{rates.get('fp32', 0) / 1e9:.1f}: too slow to matter, not measured"
                              if r is not None else f"{mode} GEMM unsupported on this CPU build")
     return modes, skipped, probes
@@ -759,7 +770,7 @@ def _fit_family(run: _Run, fits: list[dict[str, Any]]) -> tuple[dict[str, dict[s
         groups.setdefault((_CONV_CLASS[r["pass"]], r["mode"]), []).append(r)
     for (cls, mode), rows in sorted(groups.items()):
         try:
-            curve, rep = fit_curve([r["work"] for r in rows], [r["median_s"] for r in rows])
+            curve, rep = _fit(rows, cache_tier=False)
         except Exception as exc:  # noqa: BLE001
             run.errors.append({"family": "fit", "what": f"{cls} {mode}", "error": _one_line(exc)})
             continue
@@ -772,13 +783,22 @@ def _fit_family(run: _Run, fits: list[dict[str, Any]]) -> tuple[dict[str, dict[s
         if not rows:
             continue
         try:
-            curve, rep = fit_curve([r["work"] for r in rows], [r["median_s"] for r in rows], cache_tier=True)
+            curve, rep = _fit(rows, cache_tier=True)
         except Exception as exc:  # noqa: BLE001
             run.errors.append({"family": "fit", "what": family, "error": _one_line(exc)})
             continue
         curves[family] = curve
         fits.append({"class": family, "mode": "bytes", **rep.to_dict(), **curve.to_dict()})
     return compute, curves["memory"], curves["reduction"]
+
+
+def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
+    """Fit one curve; with a single distinct size (a series cut short) only the peak, latency 0."""
+    work = [r["work"] for r in rows]
+    times = [r["median_s"] for r in rows]
+    if len(set(work)) < 2:
+        return fit_curve(work, times, fixed_latency=0.0)
+    return fit_curve(work, times, cache_tier=cache_tier)
 
 
 def _one_line(exc: BaseException) -> str:

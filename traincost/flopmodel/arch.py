@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import re
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -92,8 +93,10 @@ class ArchSpec:
             with torch.device("meta"):
                 return families.build(self.family_params())
         if self.kind == "torchvision":
-            return _build_on_meta_or_cpu(lambda: _torchvision().models.get_model(self.name, **self.params),
-                                         self.name)
+            with warnings.catch_warnings():  # inception_v3/googlenet warn about weight init: moot on meta
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\.")
+                return _build_on_meta_or_cpu(
+                    lambda: _torchvision().models.get_model(self.name, **self.params), self.name)
         factory = _load_factory(self.name)
         return _build_on_meta_or_cpu(lambda: factory(**self.params), self.name)
 
@@ -124,8 +127,11 @@ class ArchSpec:
         if not isinstance(params, Mapping):
             raise SpecError(f"{source}: 'params' must be a mapping, got {params!r}")
         shape = data.get("input_shape")
-        return resolve(data["model"], params=params,
-                       input_shape=tuple(shape) if isinstance(shape, list) else shape)
+        try:
+            return resolve(data["model"], params=params,
+                           input_shape=tuple(shape) if isinstance(shape, list) else shape)
+        except SpecError as exc:  # say which file holds the bad value
+            raise SpecError(f"{source}: {exc}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ArchSpec":

@@ -1,0 +1,314 @@
+"""Tests for traincost.devices: curves, profile JSON (save / load / rejection), datasheet profiles,
+profile resolution, and the curve fit of traincost.calibrate.fitting on synthetic measurements."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
+from traincost.catalog import resolve_gpu
+from traincost.devices import (
+    DEFAULT_CONV,
+    DEFAULT_MATMUL,
+    DEFAULT_MEMORY_FRACTION,
+    SCHEMA_VERSION,
+    Curve,
+    DeviceProfile,
+    ProfileError,
+    datasheet_profile,
+    load_profile,
+    load_shipped_profiles,
+    profile_for,
+    save_profile,
+)
+from traincost.errors import TraincostError, TraincostUsageError
+
+H200_REFERENCE = Path("/work/shared/reference/h200_microbench.json")
+
+
+def _profile(**over) -> DeviceProfile:
+    base = dict(
+        schema_version=SCHEMA_VERSION, source="calibrated", name="test device", kind="cpu", catalog_key=None,
+        memory_bytes=8 * 2**30,
+        compute={"matmul": {"fp32": Curve(1e11, 5e-6)}, "conv": {"fp32": Curve(8e10, 2e-5)}},
+        memory=Curve(3e10, 1e-6, cache_bytes=8e6, cache_peak=1.2e11), reduction=Curve(2.5e10, 1.5e-6),
+        dispatch_s=1.2e-6, dispatch_autocast_s=2.5e-6, launch_s=0.0,
+        optimizer={"sgd_fixed_s": 1e-5, "sgd_per_tensor_s": 1e-6, "sgd_s_per_byte": 2.5e-10},
+        software={"torch": "x"}, created="2025-01-01", properties={"cpu_count": 2},
+        raw={"matmul": [{"work": 1, "median_s": 1e-6}]}, spread={"points": 1},
+    )
+    base.update(over)
+    return DeviceProfile(**base)
+
+
+# ------------------------------------------------------------------ Curve
+
+
+def test_curve_time_and_efficiency():
+    c = Curve(peak=1e12, latency_s=10e-6)
+    # 1e9 FLOP: 10 us + 1e9 / 1e12 s = 10 us + 1000 us
+    assert c.time_s(1e9) == pytest.approx(1010e-6)
+    # half of peak where work = latency * peak = 1e7
+    assert c.achieved(1e7) == pytest.approx(0.5e12)
+    assert c.efficiency(1e7, datasheet_peak=2e12) == pytest.approx(0.25)
+    assert c.time_s(0) == c.latency_s
+    assert c.scaled(2).peak == 2e12 and c.scaled(2).latency_s == 10e-6
+
+
+def test_curve_cache_tier():
+    c = Curve(peak=30e9, latency_s=1e-6, cache_bytes=16e6, cache_peak=150e9)
+    assert c.time_s(15e6) == pytest.approx(1e-6 + 15e6 / 150e9)
+    assert c.time_s(17e6) == pytest.approx(1e-6 + 17e6 / 30e9)
+    with pytest.raises(ValueError):
+        Curve(peak=0, latency_s=0)
+    with pytest.raises(ValueError):
+        Curve(peak=1, latency_s=-1)
+
+
+# ------------------------------------------------------------------ fitting
+
+
+@pytest.mark.parametrize("peak,latency", [(1e12, 20e-6), (2e11, 3e-6), (8e14, 25e-6)])
+def test_fit_recovers_peak_and_latency_with_noise(peak, latency):
+    rng = np.random.default_rng(0)
+    work = np.geomspace(1e5, 1e12, 24)
+    times = (latency + work / peak) * rng.lognormal(0.0, 0.03, work.size)  # 3 % noise
+    times[5] *= 3.0  # one outlier repeat (a scheduler hiccup) must not drag the fit
+    curve, report = fit_curve(work, times)
+    assert curve.peak == pytest.approx(peak, rel=0.05)
+    assert curve.latency_s == pytest.approx(latency, rel=0.10)
+    assert report.n == 24 and report.median_ape < 0.05 and not report.cache_tier
+
+
+def test_fit_finds_a_cache_tier_only_when_there_is_one():
+    rng = np.random.default_rng(1)
+    work = np.geomspace(1e4, 1e9, 20)
+    true = Curve(peak=30e9, latency_s=1e-6, cache_bytes=2e7, cache_peak=150e9)
+    times = np.array([true.time_s(w) for w in work]) * rng.lognormal(0.0, 0.02, work.size)
+    curve, report = fit_curve(work, times, cache_tier=True)
+    assert report.cache_tier
+    assert curve.peak == pytest.approx(30e9, rel=0.05)
+    assert curve.cache_peak == pytest.approx(150e9, rel=0.1)
+    assert 5e6 < curve.cache_bytes < 5e7
+    plain = 1e-6 + work / 30e9
+    curve2, report2 = fit_curve(work, plain * rng.lognormal(0.0, 0.02, work.size), cache_tier=True)
+    assert not report2.cache_tier and curve2.cache_bytes == 0
+
+
+def test_fit_with_fixed_latency_and_too_few_points():
+    curve, _ = fit_curve([1e9], [1e-3 + 20e-6], fixed_latency=20e-6)
+    assert curve.peak == pytest.approx(1e12, rel=1e-3)
+    with pytest.raises(ValueError):
+        fit_curve([1e9], [1e-3])
+
+
+def test_fit_linear_nonneg():
+    # y = 10 us + 1 us/tensor + 2e-10 s/byte
+    tensors = [6, 62, 62, 300, 4]
+    nbytes = [7e6, 12e6, 47e6, 3e6, 67e6]
+    y = [10e-6 + 1e-6 * t + 2e-10 * b for t, b in zip(tensors, nbytes)]
+    fixed, per_tensor, per_byte = fit_linear_nonneg([[1.0] * 5, tensors, nbytes], y)
+    assert fixed == pytest.approx(10e-6, rel=1e-3)
+    assert per_tensor == pytest.approx(1e-6, rel=1e-3)
+    assert per_byte == pytest.approx(2e-10, rel=1e-3)
+
+
+# ------------------------------------------------------------------ JSON round trip and rejection
+
+
+def test_profile_round_trip(tmp_path):
+    prof = _profile()
+    path = save_profile(prof, tmp_path / "p.json")
+    back = load_profile(path)
+    assert back == prof
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["compute"]["matmul"]["fp32"] == {"peak": 1e11, "latency_s": 5e-6}
+    assert data["memory"]["cache_peak"] == 1.2e11
+
+
+def _write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "bad.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def _one_line_error_naming(path: Path, exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    assert isinstance(exc.value, TraincostError)
+    return msg
+
+
+def test_load_rejects_corrupt_json(tmp_path):
+    path = _write(tmp_path, '{"schema_version": 1, "source": ')
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path)
+    assert "not valid JSON" in _one_line_error_naming(path, exc)
+
+
+@pytest.mark.parametrize("field", ["memory", "dispatch_s", "compute", "schema_version", "name"])
+def test_load_rejects_missing_field(tmp_path, field):
+    data = _profile().to_dict()
+    del data[field]
+    path = _write(tmp_path, data)
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path)
+    assert f"missing field {field!r}" in _one_line_error_naming(path, exc)
+
+
+def test_load_rejects_missing_curve_part_and_wrong_types(tmp_path):
+    data = _profile().to_dict()
+    del data["compute"]["matmul"]["fp32"]["peak"]
+    path = _write(tmp_path, data)
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path)
+    assert "compute.matmul.fp32.peak" in _one_line_error_naming(path, exc)
+    for key, value in (("dispatch_s", "fast"), ("memory_bytes", 1.5), ("kind", "tpu"), ("compute", [])):
+        data = _profile().to_dict()
+        data[key] = value
+        path = _write(tmp_path, data)
+        with pytest.raises(ProfileError) as exc:
+            load_profile(path)
+        assert key in _one_line_error_naming(path, exc)
+
+
+def test_load_rejects_newer_schema(tmp_path):
+    data = _profile().to_dict()
+    data["schema_version"] = SCHEMA_VERSION + 1
+    path = _write(tmp_path, data)
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path)
+    msg = _one_line_error_naming(path, exc)
+    assert "newer" in msg and str(SCHEMA_VERSION + 1) in msg
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load_profile(tmp_path / "nope.json")
+
+
+# ------------------------------------------------------------------ queries
+
+
+def test_compute_curve_fallbacks_and_device_time():
+    prof = _profile(compute={"matmul": {"fp32": Curve(1e11, 5e-6)},
+                             "conv": {"fp32": Curve(8e10, 2e-5), "fp32_channels_last": Curve(1e11, 2e-5)}})
+    assert prof.compute_curve("conv_bwd_input", "fp32") is prof.compute["conv"]["fp32"]
+    assert prof.compute_curve("conv", "fp32", channels_last=True).peak == 1e11
+    assert prof.compute_curve("attention", "fp32") is prof.compute["matmul"]["fp32"]
+    assert prof.compute_curve("matmul", "bf16") is None
+    # matmul 1e9 FLOP: 5 us + 1e9 / 1e11 = 10.005 ms; its 12 MB move at 30 GB/s is shorter
+    assert prof.device_time_s("matmul", "fp32", 1e9, 12e6) == pytest.approx(5e-6 + 1e-2)
+    # an elementwise op of 300 MB (beyond the 8 MB cache tier): 1 us + 300e6 / 3e10 = 10.001 ms
+    assert prof.device_time_s("elementwise", "fp32", 75e6, 300e6) == pytest.approx(1e-6 + 1e-2)
+    assert prof.device_time_s("free", "fp32", 0, 0) == 0.0
+
+
+# ------------------------------------------------------------------ datasheet profiles
+
+
+def test_datasheet_profile_is_marked_and_scales_with_peaks():
+    a100 = resolve_gpu("A100 SXM 80GB")
+    h100 = resolve_gpu("H100 SXM")
+    pa, ph = datasheet_profile(a100), datasheet_profile(h100)
+    for p, g in ((pa, a100), (ph, h100)):
+        assert p.source == "datasheet" and p.kind == "cuda" and p.catalog_key == g.key
+        assert p.memory_bytes == g.memory_bytes
+        assert p.compute["matmul"]["fp32"].peak == pytest.approx(g.fp32_tflops * 1e12 * DEFAULT_MATMUL["fp32"][0])
+        assert p.compute["matmul"]["bf16"].peak == pytest.approx(g.bf16_tflops * 1e12 * DEFAULT_MATMUL["bf16"][0])
+        # PyTorch's fp32 conv runs as TF32 on these GPUs: it scales with the tf32 peak
+        assert p.compute["conv"]["fp32"].peak == pytest.approx(g.tf32_tflops * 1e12 * DEFAULT_CONV["fp32"][0])
+        assert p.memory.peak == pytest.approx(g.mem_bandwidth_bytes_per_s * DEFAULT_MEMORY_FRACTION)
+    ratio = ph.compute["matmul"]["bf16"].peak / pa.compute["matmul"]["bf16"].peak
+    assert ratio == pytest.approx(h100.bf16_tflops / a100.bf16_tflops)
+
+
+def test_datasheet_profile_without_tf32_or_bf16():
+    v100 = resolve_gpu("V100 SXM2 16GB")
+    p = datasheet_profile(v100)
+    assert "bf16" not in p.compute["matmul"] and "tf32" not in p.compute["matmul"]
+    assert p.compute["matmul"]["fp16"].peak == pytest.approx(125e12 * DEFAULT_MATMUL["fp16"][0])
+    # no TF32: fp32 convolutions run on CUDA cores and scale with the fp32 peak
+    assert p.compute["conv"]["fp32"].peak < v100.fp32_tflops * 1e12
+    assert p.properties["conv_fp32_uses_tf32"] is False
+
+
+def test_datasheet_profile_learns_from_calibrated_references():
+    h100 = resolve_gpu("H100 SXM")
+    a100 = resolve_gpu("A100 SXM 80GB")
+    ref = _profile(kind="cuda", catalog_key=h100.key, name="H100 calibrated",
+                   compute={"matmul": {"bf16": Curve(0.6 * h100.bf16_tflops * 1e12, 12e-6)},
+                            "conv": {"fp32": Curve(0.3 * h100.tf32_tflops * 1e12, 15e-6)}},
+                   memory=Curve(0.9 * h100.mem_bandwidth_bytes_per_s, 2e-6),
+                   properties={"conv_fp32_uses_tf32": True})
+    p = datasheet_profile(a100, [ref])
+    assert p.source == "datasheet"
+    assert p.compute["matmul"]["bf16"].peak == pytest.approx(0.6 * a100.bf16_tflops * 1e12)
+    assert p.compute["matmul"]["bf16"].latency_s == pytest.approx(12e-6)
+    assert p.compute["conv"]["fp32"].peak == pytest.approx(0.3 * a100.tf32_tflops * 1e12)
+    assert p.memory.peak == pytest.approx(0.9 * a100.mem_bandwidth_bytes_per_s)
+    assert p.dispatch_s == ref.dispatch_s
+    # per-byte optimizer cost scales with the bandwidth ratio
+    assert p.optimizer["sgd_s_per_byte"] == pytest.approx(
+        2.5e-10 * h100.mem_bandwidth_gb_s / a100.mem_bandwidth_gb_s)
+
+
+@pytest.mark.skipif(not H200_REFERENCE.exists(), reason="shared reference data not present")
+def test_default_constants_match_the_h200_reference():
+    """DEFAULT_MATMUL / DEFAULT_CONV / DEFAULT_MEMORY_FRACTION are fits of h200_microbench.json."""
+    d = json.loads(H200_REFERENCE.read_text())
+    h200 = resolve_gpu("H200")
+    for mode in ("fp32", "tf32", "bf16"):
+        ns = [512, 1024, 2048, 4096, 8192]
+        work = [2 * n**3 for n in ns]
+        times = [2 * n**3 / (d[f"matmul_{mode}_{n}_tflops"] * 1e12) for n in ns]
+        curve, _ = fit_curve(work, times)
+        frac, lat = DEFAULT_MATMUL[mode]
+        assert curve.peak / (h200.peak_tflops(mode) * 1e12) == pytest.approx(frac, abs=2e-3)
+        assert curve.latency_s == pytest.approx(lat, rel=0.02)
+    assert d["copy_GBps_read_plus_write"] / h200.mem_bandwidth_gb_s == pytest.approx(DEFAULT_MEMORY_FRACTION)
+    for mode, ds_mode in (("fp32", "tf32"), ("bf16", "bf16")):
+        work, times = [], []
+        for key, tflops in d.items():
+            if key.startswith(f"conv_{mode}_"):
+                c, k, hw, r, b = (int(x.lstrip("ckhwrb")) for x in key.split("_")[2:7])
+                stride = 2 if r == 7 else 1
+                flops = 2 * b * c * k * r * r * (hw // stride) ** 2
+                work.append(flops)
+                times.append(flops / (tflops * 1e12))
+        frac, lat = DEFAULT_CONV[mode]
+        curve, _ = fit_curve(work, times, fixed_latency=lat)
+        assert curve.peak / (h200.peak_tflops(ds_mode) * 1e12) == pytest.approx(frac, abs=2e-3)
+
+
+# ------------------------------------------------------------------ resolution
+
+
+def test_profile_for_gpu_names_and_files(tmp_path):
+    p = profile_for("A100 SXM 80GB")
+    assert p.catalog_key == "a100-sxm4-80gb"
+    assert p.source in ("datasheet", "calibrated")
+    path = save_profile(_profile(), tmp_path / "mine.json")
+    assert profile_for(str(path)).name == "test device"
+    with pytest.raises(TraincostUsageError):
+        profile_for("no such gpu 9000")
+    with pytest.raises(ProfileError):
+        profile_for(str(tmp_path / "missing.json"))
+
+
+def test_shipped_profiles_are_valid_and_cpu_resolves():
+    shipped = load_shipped_profiles()
+    cpus = [p for p in shipped if p.kind == "cpu"]
+    assert cpus, "a calibrated CPU profile must ship in traincost/data/profiles/"
+    for p in shipped:
+        assert p.source == "calibrated" and p.schema_version <= SCHEMA_VERSION
+        assert p.compute["matmul"]["fp32"].peak > 0 and math.isfinite(p.memory.peak)
+        assert not p.properties.get("quick"), "shipped profiles come from a full calibration"
+    assert profile_for("cpu").kind == "cpu"

@@ -1,0 +1,191 @@
+"""Tests for traincost.calibrate.microbench and the `calibrate` / `gpus` commands.
+
+One real ``calibrate("cpu", quick=True)`` runs per session (it exercises every code path the CUDA run
+shares: plan, timers, fits, assembly); failure handling runs on a tiny grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from traincost.calibrate import microbench
+from traincost.calibrate.microbench import calibrate, parse_device
+from traincost.cli import main
+from traincost.devices import SCHEMA_VERSION, DeviceProfile, load_profile, save_profile
+from traincost.errors import TraincostUsageError
+
+
+@pytest.fixture(scope="module")
+def quick_cpu():
+    calls: list[tuple[int, int, str]] = []
+    profile = calibrate("cpu", quick=True, progress=lambda d, t, label: calls.append((d, t, label)))
+    return profile, calls
+
+
+def test_quick_cpu_profile_is_complete(quick_cpu):
+    p, _ = quick_cpu
+    assert isinstance(p, DeviceProfile)
+    assert p.source == "calibrated" and p.kind == "cpu" and p.schema_version == SCHEMA_VERSION
+    assert p.catalog_key is None and p.memory_bytes > 0
+    assert p.raw["errors"] == []
+    assert p.properties["fallbacks"] == []
+    for cls in ("matmul", "conv", "conv_backward", "conv_bwd_input", "conv_bwd_weight"):
+        assert "fp32" in p.compute[cls], cls
+    assert "fp32_channels_last" in p.compute["conv"]
+    # plausible numbers for any CPU of the last decade (FLOP/s, bytes/s, seconds)
+    mm = p.compute["matmul"]["fp32"]
+    assert 1e9 < mm.peak < 1e14 and 0 <= mm.latency_s < 0.1  # loose: a busy host stalls threads
+    assert 1e8 < p.memory.peak < 1e12 and 1e8 < p.reduction.peak < 1e12
+    assert 1e-8 < p.dispatch_s < 1e-3 and p.dispatch_autocast_s > 0
+    assert p.launch_s == 0.0
+    for opt in ("sgd", "adamw"):
+        assert p.optimizer[f"{opt}_s_per_byte"] >= 0 and p.optimizer[f"{opt}_fixed_s"] >= 0
+    assert p.software["torch"] == torch.__version__ and p.software["python"]
+    assert p.properties["cpu_count"] and p.properties["torch_threads"] >= 1
+    assert p.properties["quick"] is True and p.properties["calibration_s"] < 60
+    assert p.spread["points"] > 20 and "median_rel_range" in p.spread
+    for row in p.raw["matmul"] + p.raw["memory"] + p.raw["conv"]:
+        assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["repeats"] >= 3
+
+
+def test_quick_cpu_progress(quick_cpu):
+    _, calls = quick_cpu
+    total = calls[0][1]
+    assert [c[0] for c in calls] == list(range(total + 1))
+    assert all(t == total for _, t, _ in calls) and calls[-1][2] == "fitting"
+
+
+def test_quick_cpu_profile_round_trips(quick_cpu, tmp_path):
+    p, _ = quick_cpu
+    back = load_profile(save_profile(p, tmp_path / "cpu.json"))
+    assert back.compute == p.compute and back.memory == p.memory and back.optimizer == p.optimizer
+    assert back.to_dict() == json.loads(json.dumps(p.to_dict()))
+
+
+def test_parse_device(monkeypatch):
+    assert parse_device("cpu") == torch.device("cpu")
+    with pytest.raises(TraincostUsageError, match="unknown device 'tpu'"):
+        parse_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TraincostUsageError, match="CUDA is not available"):
+        parse_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    with pytest.raises(TraincostUsageError, match=r"'cuda:7' does not exist: this machine has 1 CUDA device"):
+        parse_device("cuda:7")
+    assert parse_device("cuda:0") == torch.device("cuda", 0)
+
+
+_SETTINGS = microbench._settings
+
+
+def _tiny(kind, quick, total_memory):
+    return dataclasses.replace(
+        _SETTINGS(kind, True, total_memory), repeats=2, gemm_squares=(32, 64, 128),
+        gemm_rects=(), conv_shapes=((16, 16, 14, 3, 1), (32, 32, 7, 3, 1)), conv_batches=(1,),
+        mem_sizes=(4096, 65536, 1 << 20, 4 << 20), dispatch_n=200, optimizer_lists=("mlp", "many_small"))
+
+
+def test_failures_are_recorded_and_measurements_kept(monkeypatch):
+    monkeypatch.setattr(microbench, "_settings", _tiny)
+
+    def broken(run, nbytes):
+        raise RuntimeError("simulated kernel failure\nsecond line")
+
+    monkeypatch.setattr(microbench, "_reduction_point", broken)
+    p = calibrate("cpu", quick=True)
+    errors = p.raw["errors"]
+    assert len(errors) == 4 and all(e["family"] == "reduction" for e in errors)
+    assert errors[0]["error"] == "RuntimeError: simulated kernel failure"
+    assert p.reduction == p.memory  # documented fallback
+    assert any("reduction" in f for f in p.properties["fallbacks"])
+    assert len(p.raw["memory"]) == 4 and p.compute["matmul"]["fp32"].peak > 0
+    # two optimizer lists: per-byte cost only
+    assert p.optimizer["sgd_fixed_s"] == 0.0 and p.optimizer["sgd_s_per_byte"] > 0
+
+
+def test_a_slow_series_stops_growing(monkeypatch):
+    def slow(kind, quick, total_memory):
+        return dataclasses.replace(_tiny(kind, quick, total_memory), max_call_s=1e-9)
+
+    monkeypatch.setattr(microbench, "_settings", slow)
+    p = calibrate("cpu", quick=True)
+    assert len(p.raw["memory"]) == 1  # the first size already exceeded max_call_s
+    assert any(s["family"] == "memory" for s in p.raw["skipped"])
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _run(args):
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("device,pattern", [
+    ("tpu", "unknown device 'tpu'"),
+    ("cuda:7", "cuda:7"),
+])
+def test_cli_calibrate_bad_device(device, pattern):
+    code, out, err = _run(["calibrate", "--device", device, "-o", "x.json"])
+    assert code == 2
+    assert pattern in err and len(err.strip().splitlines()) == 1 and err.startswith("Error: ")
+
+
+def test_cli_calibrate_cuda_index_missing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    code, _, err = _run(["calibrate", "--device", "cuda:7", "-o", "x.json"])
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "is_dir", "under_file"])
+def test_cli_calibrate_unwritable_output_fails_before_measuring(tmp_path, monkeypatch, where):
+    def must_not_run(*a, **k):
+        raise AssertionError("measured before checking the output path")
+
+    monkeypatch.setattr(microbench, "calibrate", must_not_run)
+    target = {"missing_dir": tmp_path / "no" / "such" / "p.json", "is_dir": tmp_path,
+              "under_file": tmp_path / "file.txt" / "p.json"}[where]
+    (tmp_path / "file.txt").write_text("x")
+    code, _, err = _run(["calibrate", "--device", "cpu", "-o", str(target)])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Error: " in err
+
+
+def test_cli_calibrate_writes_profile_and_summary(tmp_path, monkeypatch, quick_cpu):
+    profile, _ = quick_cpu
+
+    def fake(device, quick, progress):
+        progress(0, 1, "fake")
+        progress(1, 1, "fitting")
+        return profile
+
+    monkeypatch.setattr(microbench, "calibrate", fake)
+    out = tmp_path / "cpu.json"
+    code, stdout, _ = _run(["calibrate", "--device", "cpu", "--quick", "-o", str(out)])
+    assert code == 0, stdout
+    assert load_profile(out).compute == profile.compute
+    assert "matmul" in stdout and "dispatch" in stdout and f"wrote {out}" in stdout
+    code, stdout, _ = _run(["calibrate", "--device", "cpu", "--quick", "-o", str(out), "--json"])
+    summary = json.loads(stdout)
+    assert summary["output"] == str(out) and summary["kind"] == "cpu"
+    assert summary["compute"]["matmul"]["fp32"]["peak_tflops"] > 0
+
+
+def test_cli_gpus():
+    code, stdout, _ = _run(["gpus", "--json"])
+    assert code == 0
+    rows = json.loads(stdout)
+    assert len(rows) >= 20
+    h100 = next(r for r in rows if r["key"].startswith("h100-sxm"))
+    assert h100["bf16_tflops"] > h100["fp32_tflops"] > 0 and h100["mem_bandwidth_gb_s"] > 0
+    priced = [r for r in rows if r["cheapest"]]
+    assert priced and all(r["cheapest"]["usd_per_gpu_hour"] > 0 and r["cheapest"]["date"] for r in priced)
+    code, stdout, _ = _run(["gpus"])
+    assert code == 0 and "H100" in stdout and "A100" in stdout
