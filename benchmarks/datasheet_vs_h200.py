@@ -29,13 +29,14 @@ from traincost.devices import DEFAULT_MATMUL, datasheet_profile, load_profile
 REFERENCE = Path("/work/shared/reference/h200_microbench.json")
 
 
-def _conv_flops(key: str) -> tuple[str, int]:
-    # conv_<mode>_c<C>_k<K>_hw<HW>_r<R>_b<B>_tflops; the 7x7 stem has stride 2 (ResNet)
+def _conv_flops(key: str) -> tuple[str, int, int]:
+    """(mode, FLOPs, depth = C_in * r * r) of conv_<mode>_c<C>_k<K>_hw<HW>_r<R>_b<B>_tflops; the 7x7 stem
+    has stride 2 (ResNet)."""
     parts = key.split("_")
     mode = parts[1]
     c, k, hw, r, b = (int(x.lstrip("ckhwrb")) for x in parts[2:7])
     stride = 2 if r == 7 else 1
-    return mode, 2 * b * c * k * r * r * (hw // stride) ** 2
+    return mode, 2 * b * c * k * r * r * (hw // stride) ** 2, c * r * r
 
 
 def _p90(xs: list[float]) -> float:
@@ -55,15 +56,15 @@ def main() -> None:
     prof = datasheet_profile(h200, refs)
 
     matmul_pts: dict[str, list[tuple[str, float, float]]] = {}
-    conv_pts: dict[str, list[tuple[str, float, float]]] = {}
+    conv_pts: dict[str, list[tuple[str, float, float, int]]] = {}
     for key, value in data.items():
         if key.startswith("matmul_"):
             _, mode, n, _ = key.split("_")
             work = 2 * int(n) ** 3
             matmul_pts.setdefault(mode, []).append((key, work, work / (value * 1e12)))
         elif key.startswith("conv_"):
-            mode, work = _conv_flops(key)
-            conv_pts.setdefault(mode, []).append((key, work, work / (value * 1e12)))
+            mode, work, depth = _conv_flops(key)
+            conv_pts.setdefault(mode, []).append((key, work, work / (value * 1e12), depth))
 
     loo: dict[str, float] = {}
     for mode, pts in matmul_pts.items():
@@ -73,10 +74,11 @@ def main() -> None:
             loo[key] = curve.achieved(work) / 1e12
     for mode, pts in conv_pts.items():
         lat = DEFAULT_MATMUL["tf32" if mode == "fp32" else mode][1]
-        for i, (key, work, _t) in enumerate(pts):
+        for i, (key, work, _t, depth) in enumerate(pts):
             rest = pts[:i] + pts[i + 1:]
-            curve, _ = fit_curve([p[1] for p in rest], [p[2] for p in rest], fixed_latency=lat)
-            loo[key] = curve.achieved(work) / 1e12
+            curve, _ = fit_curve([p[1] for p in rest], [p[2] for p in rest], fixed_latency=lat,
+                                 depth=[p[3] for p in rest])
+            loo[key] = curve.achieved(work, depth) / 1e12
 
     rows = []
     for key, measured in data.items():
@@ -87,8 +89,8 @@ def main() -> None:
             naive = h200.peak_tflops(mode)
             group = f"matmul {mode}"
         elif key.startswith("conv_"):
-            mode, work = _conv_flops(key)
-            pred = prof.compute_curve("conv", mode).achieved(work) / 1e12
+            mode, work, depth = _conv_flops(key)
+            pred = prof.compute_curve("conv", mode).achieved(work, depth) / 1e12
             naive = h200.peak_tflops(mode)  # a FLOP count / fp32 datasheet estimate
             group = f"conv {mode}"
         elif key == "copy_GBps_read_plus_write":

@@ -282,3 +282,16 @@ def test_internal_errors_are_one_line_too(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(count_module, "count", broken)
     assert_one_line_error(run("count", "resnet50", "--batch-size", "2"), 1, "internal error", "KeyError")
+
+
+def test_count_token_model_with_input_dtype(data_dir: Path) -> None:
+    out = run_json("count", f"{data_dir / 'user_model.py'}:make_token_model", "--input-shape", "16",
+                   "--input-dtype", "int64", "--batch-size", "4")
+    assert out["unpriced_ops"] == {}
+    assert any(row["module"] == "0" for row in out["layers"])  # the embedding
+
+
+def test_token_model_without_integer_inputs_fails_cleanly(data_dir: Path) -> None:
+    result = run("count", f"{data_dir / 'user_model.py'}:make_token_model", "--input-shape", "16",
+                 "--batch-size", "4")
+    assert_one_line_error(result, 1, "failed during the training step")

@@ -13,6 +13,8 @@ from traincost import ArchSpec, CountResult, SpecError, resolve
 from traincost.errors import TraincostUsageError
 from traincost.flopmodel.records import OP_CLASSES, PHASES
 
+DATA = Path(__file__).parent / "data"
+
 CONTRACT_KEYS = {"params", "flops", "bytes", "peak_memory_bytes", "ops", "unpriced_ops", "layers"}
 DESCRIPTIVE_KEYS = {"model", "batch_size", "input_shape", "precision", "channels_last", "optimizer",
                     "memory"}
@@ -225,3 +227,22 @@ def test_family_label_and_spec_resolve_identically() -> None:
     a = traincost.count("resnet", batch_size=2, input_shape=(3, 64, 64))
     b = traincost.count(resolve("resnet", input_shape=(3, 64, 64)), batch_size=2)
     assert a.flops == b.flops and a.label == b.label
+
+
+def test_token_model_walks_with_integer_inputs_and_a_vocabulary_loss():
+    # batch 4, sequence 16, vocabulary 100, width 32: the loss is over the vocabulary of 4 * 16 tokens
+    result = traincost.count(str(DATA / "user_model.py") + ":make_token_model", batch_size=4,
+                             input_shape=(16,), input_dtype="int64")
+    assert result.unpriced_ops == {}
+    frame = result.records_frame()
+    assert "aten.embedding" in set(frame.op)
+    log_softmax = frame[(frame.op == "aten._log_softmax") & (frame.phase == "forward")]
+    assert [tuple(s) for s in log_softmax.output_shapes.iloc[0]] == [(4 * 16, 100)]
+    # the head: (4 * 16 tokens) x 32 -> 100, 2 FLOPs per multiply-add, plus the bias add
+    head = frame[(frame.module == "2") & (frame.phase == "forward") & (frame.op_class == "matmul")]
+    assert head.flops.sum() == 2 * 4 * 16 * 32 * 100 + 4 * 16 * 100
+
+
+def test_bad_input_dtype_is_a_usage_error():
+    with pytest.raises(traincost.SpecError, match="input_dtype"):
+        traincost.count("resnet18", batch_size=2, input_dtype="complex64")

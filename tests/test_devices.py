@@ -225,6 +225,7 @@ def test_datasheet_profile_is_marked_and_scales_with_peaks():
         assert p.compute["matmul"]["bf16"].peak == pytest.approx(g.bf16_tflops * 1e12 * DEFAULT_MATMUL["bf16"][0])
         # PyTorch's fp32 conv runs as TF32 on these GPUs: it scales with the tf32 peak
         assert p.compute["conv"]["fp32"].peak == pytest.approx(g.tf32_tflops * 1e12 * DEFAULT_CONV["fp32"][0])
+        assert p.compute["conv"]["fp32"].k_half == DEFAULT_CONV["fp32"][2]
         assert p.memory.peak == pytest.approx(g.mem_bandwidth_bytes_per_s * DEFAULT_MEMORY_FRACTION)
     ratio = ph.compute["matmul"]["bf16"].peak / pa.compute["matmul"]["bf16"].peak
     assert ratio == pytest.approx(h100.bf16_tflops / a100.bf16_tflops)
@@ -275,7 +276,7 @@ def test_default_constants_match_the_h200_reference():
         assert curve.latency_s == pytest.approx(lat, rel=0.02)
     assert d["copy_GBps_read_plus_write"] / h200.mem_bandwidth_gb_s == pytest.approx(DEFAULT_MEMORY_FRACTION)
     for mode, ds_mode in (("fp32", "tf32"), ("bf16", "bf16")):
-        work, times = [], []
+        work, times, depth = [], [], []
         for key, tflops in d.items():
             if key.startswith(f"conv_{mode}_"):
                 c, k, hw, r, b = (int(x.lstrip("ckhwrb")) for x in key.split("_")[2:7])
@@ -283,9 +284,12 @@ def test_default_constants_match_the_h200_reference():
                 flops = 2 * b * c * k * r * r * (hw // stride) ** 2
                 work.append(flops)
                 times.append(flops / (tflops * 1e12))
-        frac, lat = DEFAULT_CONV[mode]
-        curve, _ = fit_curve(work, times, fixed_latency=lat)
+                depth.append(c * r * r)
+        frac, lat, k_half = DEFAULT_CONV[mode]
+        curve, report = fit_curve(work, times, fixed_latency=lat, depth=depth)
+        assert report.depth_term
         assert curve.peak / (h200.peak_tflops(ds_mode) * 1e12) == pytest.approx(frac, abs=2e-3)
+        assert curve.k_half == pytest.approx(k_half, rel=0.01)
 
 
 # ------------------------------------------------------------------ resolution

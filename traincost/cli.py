@@ -93,6 +93,8 @@ def _family_options(func: Any) -> Any:
 def _model_options(func: Any) -> Any:
     """MODEL argument, --spec, --input-shape and the family parameters."""
     func = _family_options(func)
+    func = click.option("--input-dtype", type=click.Choice(["float32", "float16", "bfloat16", "int64", "int32"]),
+                        default=None, help="Input dtype: int64 for token models (embedding inputs).")(func)
     func = click.option("--input-shape", type=str, default=None,
                         help="Per-sample input shape, e.g. 3,224,224 (required for file.py:factory models).")(func)
     func = click.option("--spec", "spec_path", type=click.Path(dir_okay=False), default=None,
@@ -111,7 +113,7 @@ def _step_options(func: Any) -> Any:
 
 
 def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | None,
-                   family_values: dict[str, str | None]):
+                   family_values: dict[str, str | None], input_dtype: str | None = None):
     from traincost.flopmodel.arch import ArchSpec, resolve
 
     given = {k: v for k, v in family_values.items() if v is not None}
@@ -121,15 +123,17 @@ def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | 
         if given:
             raise TraincostUsageError(f"--spec carries its own parameters; do not pass --{next(iter(given)).replace('_', '-')}")
         spec = ArchSpec.from_file(spec_path)
-        if input_shape is not None:
-            spec = ArchSpec(spec.kind, spec.name, spec.params, input_shape)
+        if input_shape is not None or input_dtype is not None:
+            spec = ArchSpec(spec.kind, spec.name, spec.params,
+                            input_shape if input_shape is not None else spec.input_shape,
+                            input_dtype or spec.input_dtype)
         return spec
     if model is None:
         raise TraincostUsageError("missing MODEL (a family, a torchvision name, file.py:factory) or --spec FILE")
     if given and model not in ("fc", "vgg", "resnet", "inception"):
         raise TraincostUsageError(
             f"--{next(iter(given)).replace('_', '-')} applies to the families fc, vgg, resnet, inception, not {model!r}")
-    return resolve(model, params=given, input_shape=input_shape)
+    return resolve(model, params=given, input_shape=input_shape, input_dtype=input_dtype)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,7 +149,8 @@ def main() -> None:
               help="Also find the largest batch whose predicted peak fits in this many GiB.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def count_command(model: str | None, spec_path: str | None, input_shape: str | None, batch_size: int,
+def count_command(model: str | None, spec_path: str | None, input_shape: str | None,
+                  input_dtype: str | None, batch_size: int,
                   precision: str, channels_last: bool, optimizer: str, memory_gb: float | None,
                   top: int, as_json: bool, **family_values: str | None) -> None:
     """Walk one training step (forward, loss, backward, optimizer) and count its work.
@@ -160,7 +165,7 @@ def count_command(model: str | None, spec_path: str | None, input_shape: str | N
         raise TraincostUsageError(f"--batch-size must be a positive integer, got {batch_size}")
     if memory_gb is not None and memory_gb <= 0:
         raise TraincostUsageError(f"--memory-gb must be positive, got {memory_gb}")
-    spec = _resolve_model(model, spec_path, input_shape, family_values)
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     result = count(spec, batch_size=batch_size, precision=precision, channels_last=channels_last,
                    optimizer=optimizer)
     out = result.to_dict()

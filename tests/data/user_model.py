@@ -38,3 +38,12 @@ def not_a_module() -> int:
 
 
 NOT_CALLABLE = 3
+
+
+def make_token_model(vocab: int = 100, dim: int = 32) -> nn.Module:
+    """A tiny language model: embedding, one transformer encoder layer, vocabulary head."""
+    return nn.Sequential(
+        nn.Embedding(vocab, dim),
+        nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=64, batch_first=True),
+        nn.Linear(dim, vocab),
+    )

@@ -775,8 +775,7 @@ def _fit_family(run: _Run, fits: list[dict[str, Any]]) -> tuple[dict[str, dict[s
             run.errors.append({"family": "fit", "what": f"{cls} {mode}", "error": _one_line(exc)})
             continue
         compute.setdefault(cls, {})[mode] = curve
-        fits.append({"class": cls, "mode": mode, **rep.to_dict(), "peak": curve.peak,
-                     "latency_s": curve.latency_s})
+        fits.append({"class": cls, "mode": mode, **rep.to_dict(), **curve.to_dict()})
     curves: dict[str, Curve | None] = {"memory": None, "reduction": None}
     for family in curves:
         rows = run.raw.get(family, [])
@@ -793,12 +792,16 @@ def _fit_family(run: _Run, fits: list[dict[str, Any]]) -> tuple[dict[str, dict[s
 
 
 def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
-    """Fit one curve; with a single distinct size (a series cut short) only the peak, latency 0."""
+    """Fit one curve (convolutions with the depth term ``C_in * k * k`` available); with a single distinct
+    size (a series cut short) only the peak, latency 0."""
     work = [r["work"] for r in rows]
     times = [r["median_s"] for r in rows]
+    depth = None
+    if rows and "shape" in rows[0] and isinstance(rows[0]["shape"], dict):
+        depth = [r["shape"]["c_in"] * r["shape"]["kernel"] ** 2 for r in rows]
     if len(set(work)) < 2:
         return fit_curve(work, times, fixed_latency=0.0)
-    return fit_curve(work, times, cache_tier=cache_tier)
+    return fit_curve(work, times, depth=depth, cache_tier=cache_tier)
 
 
 def _one_line(exc: BaseException) -> str:

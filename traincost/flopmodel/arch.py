@@ -12,6 +12,7 @@ and can be read from a JSON or YAML spec file holding one description::
     model: vgg                       # family, torchvision name or factory
     params: {blocks: 5, filters: 64} # family parameters or factory keyword arguments
     input_shape: [3, 224, 224]       # per-sample; optional for families and torchvision
+    input_dtype: float32             # optional; int64 for token models (nn.Embedding inputs)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from traincost.flopmodel import families
 
 SPEC_SCHEMA_VERSION = 1
 KINDS = ("family", "torchvision", "factory")
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 _FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -50,8 +52,11 @@ class ArchSpec:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, ...] | None = None
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.input_dtype not in INPUT_DTYPES:
+            raise SpecError(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {self.input_dtype!r}")
         if self.kind not in KINDS:
             raise SpecError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.input_shape is not None:
@@ -107,6 +112,8 @@ class ArchSpec:
                                           for k, v in self.params.items()}}
         if self.input_shape is not None:
             out["input_shape"] = list(self.input_shape)
+        if self.input_dtype != "float32":
+            out["input_dtype"] = self.input_dtype
         return out
 
     @classmethod
@@ -117,10 +124,10 @@ class ArchSpec:
         if version != SPEC_SCHEMA_VERSION:
             raise SpecError(f"{source}: schema_version {version!r} is not supported "
                             f"(this traincost reads {SPEC_SCHEMA_VERSION})")
-        unknown = set(data) - {"schema_version", "model", "params", "input_shape"}
+        unknown = set(data) - {"schema_version", "model", "params", "input_shape", "input_dtype"}
         if unknown:
             raise SpecError(f"{source}: unknown keys {sorted(unknown)}; "
-                            "expected schema_version, model, params, input_shape")
+                            "expected schema_version, model, params, input_shape, input_dtype")
         if "model" not in data or not isinstance(data["model"], str):
             raise SpecError(f"{source}: 'model' (a family, torchvision name or file.py:factory) is required")
         params = data.get("params") or {}
@@ -129,7 +136,8 @@ class ArchSpec:
         shape = data.get("input_shape")
         try:
             return resolve(data["model"], params=params,
-                           input_shape=tuple(shape) if isinstance(shape, list) else shape)
+                           input_shape=tuple(shape) if isinstance(shape, list) else shape,
+                           input_dtype=data.get("input_dtype") or "float32")
         except SpecError as exc:  # say which file holds the bad value
             raise SpecError(f"{source}: {exc}") from exc
 
@@ -158,21 +166,25 @@ class ArchSpec:
 
 
 def resolve(model: str, params: Mapping[str, Any] | None = None,
-            input_shape: tuple[int, ...] | None = None) -> ArchSpec:
-    """Turn what a user typed into an :class:`ArchSpec`: family, torchvision name or factory."""
+            input_shape: tuple[int, ...] | None = None, input_dtype: str | None = None) -> ArchSpec:
+    """Turn what a user typed into an :class:`ArchSpec`: family, torchvision name or factory.
+
+    ``input_dtype`` (default float32) is ``int64`` for token models whose first layer is an embedding.
+    """
+    dtype = input_dtype or "float32"
     if not isinstance(model, str) or not model.strip():
         raise SpecError(f"model must be a non-empty name, got {model!r}")
     model = model.strip()
     params = dict(params or {})
     if model in families.FAMILIES:
-        return ArchSpec("family", model, params, input_shape)
+        return ArchSpec("family", model, params, input_shape, dtype)
     if _FACTORY_RE.match(model) and (model.split(":")[0].endswith(".py") or "." in model.split(":")[0]):
-        return ArchSpec("factory", model, params, input_shape)
+        return ArchSpec("factory", model, params, input_shape, dtype)
     if Path(model).suffix.lower() in (".json", ".yaml", ".yml"):
-        if params or input_shape:
+        if params or input_shape or input_dtype:
             raise SpecError(f"{model}: a spec file carries its own parameters; do not pass them too")
         return ArchSpec.from_file(model)
-    return ArchSpec("torchvision", model, params, input_shape)
+    return ArchSpec("torchvision", model, params, input_shape, dtype)
 
 
 def _family_size_from_shape(family: str, params: Mapping[str, Any],

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from traincost.errors import SpecError
@@ -19,25 +20,39 @@ ModelLike = str | Path | ArchSpec | nn.Module
 _TOP_LEVEL = "(model)"
 
 
-def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = None
-               ) -> tuple[nn.Module, tuple[int, ...], str, ArchSpec | None]:
-    """Resolve ``model`` to ``(module, per-sample input shape, label, spec or None)``."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to walk: the module, its per-sample input shape and dtype, and a label."""
+
+    module: nn.Module
+    sample_shape: tuple[int, ...]
+    input_dtype: torch.dtype
+    label: str
+    spec: ArchSpec | None
+
+
+def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = None,
+               input_dtype: str | None = None) -> LoadedModel:
+    """Resolve ``model`` (name, spec path, ``ArchSpec`` or ``nn.Module``) to a :class:`LoadedModel`."""
     if isinstance(model, nn.Module):
         if input_shape is None:
             raise SpecError("input_shape is required when passing an nn.Module, e.g. (3, 224, 224)")
-        spec_shape = ArchSpec("factory", "module:given", {}, input_shape).input_shape
-        return model, spec_shape, type(model).__name__, None
+        given = ArchSpec("factory", "module:given", {}, input_shape, input_dtype or "float32")
+        return LoadedModel(model, given.input_shape, getattr(torch, given.input_dtype),
+                           type(model).__name__, None)
     if isinstance(model, Path):
         spec = ArchSpec.from_file(model)
     elif isinstance(model, ArchSpec):
         spec = model
     elif isinstance(model, str):
-        spec = resolve(model, input_shape=input_shape)
+        spec = resolve(model, input_shape=input_shape, input_dtype=input_dtype)
     else:
         raise SpecError(f"model must be a name, spec path, ArchSpec or nn.Module, got {type(model).__name__}")
-    if input_shape is not None and spec.input_shape is None:
-        spec = ArchSpec(spec.kind, spec.name, spec.params, input_shape)
-    return spec.build(), spec.sample_shape(), spec.label, spec
+    if (input_shape is not None and spec.input_shape is None) or input_dtype is not None:
+        spec = ArchSpec(spec.kind, spec.name, spec.params,
+                        input_shape if input_shape is not None else spec.input_shape,
+                        input_dtype or spec.input_dtype)
+    return LoadedModel(spec.build(), spec.sample_shape(), getattr(torch, spec.input_dtype), spec.label, spec)
 
 
 @dataclass(frozen=True)
@@ -163,15 +178,18 @@ class CountResult:
 
 
 def count(model: ModelLike, *, batch_size: int, input_shape: tuple[int, ...] | str | None = None,
-          precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd") -> CountResult:
+          precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd",
+          input_dtype: str | None = None) -> CountResult:
     """Walk one training step of ``model`` (name, spec path, ``ArchSpec`` or ``nn.Module``).
 
-    Nothing is allocated or computed: the step runs on the meta device.
+    Nothing is allocated or computed: the step runs on the meta device. ``input_dtype`` is for
+    token models (``"int64"``); the default is float32 images or vectors.
     """
     config = StepConfig(batch_size=batch_size, precision=precision, channels_last=channels_last,
                         optimizer=optimizer)
-    module, shape, label, _ = load_model(model, input_shape)
-    return CountResult(label=label, walk=walk(module, shape, config))
+    loaded = load_model(model, input_shape, input_dtype)
+    return CountResult(label=loaded.label,
+                       walk=walk(loaded.module, loaded.sample_shape, config, loaded.input_dtype))
 
 
 def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[int, ...] | str | None = None,
@@ -184,11 +202,11 @@ def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[in
     """
     if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
         raise SpecError(f"memory_bytes must be a positive integer, got {memory_bytes!r}")
-    module, shape, _, _ = load_model(model, input_shape)
+    loaded = load_model(model, input_shape)
 
     def peak(batch: int) -> int:
         cfg = StepConfig(batch, precision, channels_last, optimizer)
-        return walk(module, shape, cfg).memory.peak_bytes
+        return walk(loaded.module, loaded.sample_shape, cfg, loaded.input_dtype).memory.peak_bytes
 
     lo, hi = 0, None  # lo fits (0 = nothing known), hi does not fit
     peaks: dict[int, int] = {}

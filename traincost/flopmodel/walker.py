@@ -290,8 +290,12 @@ def _fake_like(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return torch.empty(t.shape, dtype=t.dtype, device="meta", memory_format=fmt)
 
 
-def _loss(output: Any, batch_size: int) -> torch.Tensor:
-    """Cross-entropy summed over every (batch, classes, ...) tensor the model returns."""
+def _loss(output: Any, batch_size: int, tokens: bool = False) -> torch.Tensor:
+    """Cross-entropy summed over every (batch, classes, ...) tensor the model returns.
+
+    For a token model (integer input), a (batch, sequence, vocabulary) output is a language model's:
+    the loss is over the last dimension, as ``cross_entropy(logits.view(-1, V), targets.view(-1))``.
+    """
     leaves = [t for t in tree_flatten(output)[0]
               if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[0] == batch_size
               and t.is_floating_point()]
@@ -300,13 +304,16 @@ def _loss(output: Any, batch_size: int) -> torch.Tensor:
             "the model returned no floating-point tensor of shape (batch, classes, ...) to train on")
     total = None
     for logits in leaves:
+        if tokens and logits.dim() == 3:
+            logits = logits.reshape(-1, logits.shape[-1])
         target = torch.zeros((logits.shape[0], *logits.shape[2:]), dtype=torch.long, device="meta")
         term = nn.functional.cross_entropy(logits, target)
         total = term if total is None else total + term
     return total
 
 
-def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig) -> Walk:
+def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
+         input_dtype: torch.dtype = torch.float32) -> Walk:
     """Walk one steady-state training step of ``model`` on inputs of shape ``(batch, *sample_shape)``.
 
     ``model`` may live on any device (meta included); it is not modified: its parameters and buffers
@@ -329,7 +336,9 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig) ->
     for p in trainable:
         p.grad = None
     fmt = torch.channels_last if config.channels_last and len(sample_shape) == 3 else torch.contiguous_format
-    x = torch.empty((config.batch_size, *sample_shape), device="meta", memory_format=fmt)
+    if not input_dtype.is_floating_point:
+        fmt = torch.contiguous_format
+    x = torch.empty((config.batch_size, *sample_shape), dtype=input_dtype, device="meta", memory_format=fmt)
     ledger.register(params.values(), "parameters")
     ledger.register(buffers.values(), "parameters")
     ledger.register(_optimizer_state(optimizer), "optimizer_state")
@@ -345,7 +354,7 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig) ->
         with tracker, recorder:
             with owners, CudaOpMode(config.autocast_dtype):
                 output = torch.func.functional_call(model, {**params, **buffers}, (x,))
-                loss = _loss(output, config.batch_size)
+                loss = _loss(output, config.batch_size, tokens=not input_dtype.is_floating_point)
             del output
             ledger.mark_end_of_forward(len(recorder.records))
             recorder.phase = "backward"
