@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import platform
 import sys
 import time
@@ -45,6 +46,61 @@ FAMILY_SPECS = [
 ]
 
 
+def _log_int(u: float, lo: int, hi: int) -> int:
+    """Map u in [0, 1) to an integer log-uniformly in [lo, hi]."""
+    return int(round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))))
+
+
+def _pow2(u: float, lo: int, hi: int) -> int:
+    return 2 ** _log_int(u, int(math.log2(lo)), int(math.log2(hi))) if lo > 1 else 2 ** int(u * math.log2(hi))
+
+
+def random_plan(n: int, seed: int) -> list[tuple[ArchSpec, StepConfig]]:
+    """Space-filling (scrambled Sobol) sample of the four families x batch x precision x layout x optimizer.
+
+    Parameters are log-scaled where they span decades; the ranges follow the seed project's
+    (../shared/seed/notes.md) scaled to steps that run in well under a second on a large GPU.
+    """
+    from scipy.stats import qmc
+
+    sampler = qmc.Sobol(d=12, scramble=True, seed=seed)
+    points = sampler.random(n)
+    out: list[tuple[ArchSpec, StepConfig]] = []
+    for i, u in enumerate(points.tolist()):
+        family = ("fc", "vgg", "resnet", "inception")[i % 4]
+        precision = "bf16" if u[9] < 0.5 else "fp32"
+        optimizer = "adamw" if u[10] < 0.5 else "sgd"
+        channels_last = family != "fc" and u[11] < 0.5
+        if family == "fc":
+            params = {"input_features": _log_int(u[0], 64, 4096), "hidden_layers": 1 + int(u[1] * 10),
+                      "hidden_width": _log_int(u[2], 64, 4096), "dropout": 0.5 if u[3] < 0.5 else 0.0,
+                      "batchnorm": bool(u[4] < 0.5), "classes": _log_int(u[5], 2, 1024)}
+            batch = _pow2(u[6], 8, 1024)
+        elif family == "vgg":
+            params = {"blocks": 1 + int(u[0] * 5), "convs_per_block": 1 + int(u[1] * 4),
+                      "filters": _pow2(u[2], 8, 128), "batchnorm": bool(u[3] < 0.7),
+                      "input_size": 32 * (1 + int(u[4] * 7)), "dense_layers": int(u[5] * 3),
+                      "dense_width": _log_int(u[7], 64, 4096), "classes": _log_int(u[8], 2, 1000)}
+            params["input_size"] = max(params["input_size"], 2 ** params["blocks"])
+            batch = _pow2(u[6], 4, 256)
+        elif family == "resnet":
+            stages = 2 + int(u[0] * 3)
+            depth = 1 + int(u[1] * 6)
+            params = {"blocks": [depth] * stages, "block": "bottleneck" if u[2] < 0.5 else "basic",
+                      "width": _pow2(u[3], 16, 64), "input_size": 32 * (1 + int(u[4] * 7)),
+                      "dense_layers": int(u[5] * 2), "classes": _log_int(u[8], 2, 1000)}
+            batch = _pow2(u[6], 4, 256)
+        else:
+            params = {"stages": 1 + int(u[0] * 3), "modules_per_stage": 1 + int(u[1] * 3),
+                      "f1": 32 * (1 + int(u[2] * 6)), "f2_in": 32 * (1 + int(u[3] * 6)),
+                      "f2_out": 32 * (2 + int(u[7] * 8)), "f3_in": 16 * (1 + int(u[5] * 6)),
+                      "f3_out": 16 * (1 + int(u[8] * 6)), "f4_out": 16 * (1 + int(u[4] * 6)),
+                      "input_size": 64 + 32 * int(u[5] * 6), "classes": _log_int(u[8], 2, 1000)}
+            batch = _pow2(u[6], 4, 128)
+        out.append((resolve(family, params), StepConfig(batch, precision, channels_last, optimizer)))
+    return out
+
+
 def plan(tiny: bool) -> list[tuple[ArchSpec, StepConfig]]:
     """Models x batches x (fp32 | bf16 | bf16 + channels_last) x (sgd | adamw), most informative first."""
     if tiny:
@@ -71,6 +127,13 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--budget-minutes", type=float, default=4.0)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--plan", choices=("models", "random"), default="models",
+                    help="models: torchvision + family list; random: Sobol sample of the four families")
+    ap.add_argument("--count", type=int, default=256, help="configurations in the random plan")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--max-peak-gib", type=float, default=100.0,
+                    help="skip configurations whose predicted peak memory is larger")
     args = ap.parse_args()
     device = torch.device(args.device)
     deadline = time.monotonic() + 60 * args.budget_minutes
@@ -82,7 +145,9 @@ def main() -> int:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         if new:
             writer.writeheader()
-        for i, (spec, cfg) in enumerate(plan(args.tiny)):
+            fh.flush()
+        configs = random_plan(args.count, args.seed) if args.plan == "random" else plan(args.tiny)
+        for i, (spec, cfg) in enumerate(configs):
             if time.monotonic() > deadline:
                 print(f"budget reached after {i} configurations", file=sys.stderr)
                 break
@@ -100,9 +165,17 @@ def main() -> int:
                            ops=counted.ops, predicted_peak_bytes=counted.peak_memory_bytes)
             except Exception as exc:  # the walk is informative only here
                 row["status"] = f"walk error: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+            predicted = row.get("predicted_peak_bytes")
+            if predicted and predicted > args.max_peak_gib * 2**30:
+                row["status"] = "skipped: predicted peak over --max-peak-gib"
+                writer.writerow(row)
+                fh.flush()
+                continue
+            model = None
             try:
                 model = build_on(spec, device)
-                timing = measure_step(model, spec.sample_shape(), cfg, device)
+                timing = measure_step(model, spec.sample_shape(), cfg, device, repeats=args.repeats,
+                                      warmup=2 if args.plan == "random" else 3, max_seconds=5.0)
                 row.update(median_ms=f"{timing.median_ms:.4f}", min_ms=f"{timing.min_ms:.4f}",
                            max_ms=f"{timing.max_ms:.4f}", repeats=timing.repeats,
                            measured_peak_bytes=timing.peak_memory_bytes)

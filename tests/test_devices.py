@@ -316,3 +316,13 @@ def test_shipped_profiles_are_valid_and_cpu_resolves():
         assert p.compute["matmul"]["fp32"].peak > 0 and math.isfinite(p.memory.peak)
         assert not p.properties.get("quick"), "shipped profiles come from a full calibration"
     assert profile_for("cpu").kind == "cpu"
+
+
+def test_shipped_profiles_match_the_current_fitter():
+    """A change to the curve fitting must be followed by ``refit`` of the shipped profiles."""
+    from traincost.calibrate.microbench import refit
+
+    for p in load_shipped_profiles():
+        again = refit(p)
+        assert again.compute == p.compute and again.memory == p.memory and again.reduction == p.reduction
+        assert again.optimizer == p.optimizer and again.dispatch_s == p.dispatch_s

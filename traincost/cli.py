@@ -223,6 +223,8 @@ def _calibration_summary(profile: Any) -> dict[str, Any]:
         "errors": len(profile.raw.get("errors", [])), "fallbacks": profile.properties.get("fallbacks", []),
         "modes_skipped": profile.properties.get("modes_skipped", {}),
         "calibration_s": profile.properties.get("calibration_s"),
+        "host_load": profile.properties.get("host_load", {}),
+        "interrupted": bool(profile.properties.get("interrupted")),
         "spread": {k: v for k, v in profile.spread.items() if k != "by_family"},
     }
 
@@ -262,7 +264,7 @@ def calibrate_command(device: str, quick: bool, output: str | None, as_json: boo
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label[:48])
 
-        profile = calibrate(str(dev), quick=quick, progress=progress)
+        profile = _calibrate_until_terminated(calibrate, str(dev), quick, progress)
     save_profile(profile, path)
     summary = _calibration_summary(profile)
     summary["output"] = str(path)
@@ -270,6 +272,24 @@ def calibrate_command(device: str, quick: bool, output: str | None, as_json: boo
         click.echo(json.dumps(summary, default=str))
         return
     _print_calibration(summary)
+
+
+def _calibrate_until_terminated(calibrate: Any, device: str, quick: bool, progress: Any) -> Any:
+    """Run ``calibrate`` with SIGTERM (e.g. from ``timeout``) mapped to KeyboardInterrupt, which
+    ``calibrate`` answers by fitting and returning what it measured so far."""
+    import signal
+    import threading
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return calibrate(device, quick=quick, progress=progress)
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return calibrate(device, quick=quick, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _print_calibration(summary: dict[str, Any]) -> None:
@@ -308,6 +328,13 @@ def _print_calibration(summary: dict[str, Any]) -> None:
         console.print(f"[yellow]{summary['errors']} measurement(s) failed: see raw.errors in the profile[/]")
     for fb in summary["fallbacks"]:
         console.print(f"[yellow]fallback: {fb}[/]")
+    if summary.get("interrupted"):
+        console.print("[yellow]interrupted: the profile holds what was measured until then "
+                      "(raw.skipped lists the rest)[/]")
+    others = (summary.get("host_load") or {}).get("other_processes_cpu_s_per_wall_s")
+    if summary["kind"] == "cpu" and others is not None and others > 0.25:
+        console.print(f"[yellow]warning: other processes used {others:.2f} CPU s per second during the "
+                      "calibration: the CPU timings are inflated; calibrate again on an idle machine[/]")
     console.print(f"wrote {summary['output']}")
 
 

@@ -22,6 +22,26 @@ on a CPU the measured wall time minus ``dispatch_s``. So on any device an op cos
 time plus :meth:`DeviceProfile.device_time_s` of device time; on a CPU the two add up (synchronous), on a GPU
 they form two timelines (the predictor's business).
 
+JSON layout (``schema_version`` 1; rates FLOP/s or bytes/s, times s)::
+
+    {"schema_version": 1, "source": "calibrated"|"datasheet", "name": "...", "kind": "cuda"|"cpu",
+     "catalog_key": "h200-sxm-141gb"|null, "memory_bytes": int,
+     "compute": {"matmul": {"fp32": {"peak": 1.6e11, "latency_s": 8e-6}, "bf16": {...}},
+                 "conv": {"fp32": {"peak": ..., "latency_s": ..., "k_half": 68.0}, "fp32_channels_last": ...},
+                 "conv_backward": {...}, "conv_bwd_input": {...}, "conv_bwd_weight": {...}},
+     "memory": {"peak": 3.0e10, "latency_s": 0.0, "cache_bytes": 3.4e7, "cache_peak": 1.5e11},
+     "reduction": {...}, "dispatch_s": 1.2e-6, "dispatch_autocast_s": 1.3e-6, "launch_s": 0.0,
+     "optimizer": {"sgd_fixed_s": ..., "sgd_per_tensor_s": ..., "sgd_s_per_byte": ..., "adamw_...": ...},
+     "software": {"torch": ..., "cuda": ..., "cudnn": ..., "python": ...}, "created": ISO date,
+     "properties": {device facts, "modes", "modes_skipped", "conv_fp32_uses_tf32", "fallbacks",
+                    "host_load", "calibration_s", "settings", ...},
+     "raw": {"matmul": [{"mode", "shape", "work", "median_s", "min_s", "max_s", "repeats", "inner",
+                         "rel_range", ...}], "conv": [...], "memory": [...], "reduction": [...],
+             "dispatch": [...], "launch": [...], "optimizer": [...], "probes": [...], "skipped": [...],
+             "fits": [{"class", "mode", "n", "median_ape", "max_ape", "depth_term", "cache_tier", ...}],
+             "errors": [{"family", "what", "error", "traceback"}]},
+     "spread": {"points", "median_rel_range", "p90_rel_range", "max_rel_range", "by_family": {...}}}
+
 This module never prints and imports no torch.
 """
 
@@ -37,7 +57,7 @@ import statistics
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from traincost.errors import TraincostError, TraincostUsageError
 
@@ -49,6 +69,7 @@ __all__ = [
     "COMPUTE_CLASSES",
     "MATH_MODES",
     "Curve",
+    "cpu_model",
     "DeviceProfile",
     "ProfileError",
     "datasheet_profile",
@@ -640,7 +661,8 @@ def load_shipped_profiles() -> tuple[DeviceProfile, ...]:
     return tuple(load_profile(p) for p in sorted(folder.glob("*.json")))
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """This machine's CPU model string (``/proc/cpuinfo`` model name, else ``platform.processor()``)."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.lower().startswith("model name"):
@@ -653,7 +675,7 @@ def _cpu_model() -> str:
 def _cpu_score(profile: DeviceProfile) -> tuple[int, int]:
     props = profile.properties
     same_machine = int(props.get("machine") == platform.machine())
-    same_model = int(props.get("cpu_model") == _cpu_model())
+    same_model = int(props.get("cpu_model") == cpu_model())
     same_count = int(props.get("cpu_count") == os.cpu_count())
     return (same_machine + same_model + same_count, -abs(int(props.get("cpu_count") or 0) - (os.cpu_count() or 0)))
 
@@ -693,10 +715,5 @@ def summarize_spread(rel_ranges: list[float]) -> dict[str, float]:
         return {"points": 0}
     xs = sorted(rel_ranges)
     p90 = xs[min(len(xs) - 1, int(math.ceil(0.9 * len(xs))) - 1)]
-    return {"points": len(xs), "median_rel_range": xs[len(xs) // 2] if len(xs) % 2 else
-            (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2, "p90_rel_range": p90, "max_rel_range": xs[-1]}
-
-
-def mapping_copy(m: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON round-trip copy (used to freeze raw measurements into a profile)."""
-    return json.loads(json.dumps(m, default=_json_default))
+    return {"points": len(xs), "median_rel_range": float(statistics.median(xs)), "p90_rel_range": p90,
+            "max_rel_range": xs[-1]}
