@@ -4,6 +4,7 @@ profile resolution, and the curve fit of traincost.calibrate.fitting on syntheti
 from __future__ import annotations
 
 import json
+import dataclasses
 import math
 from pathlib import Path
 
@@ -322,7 +323,18 @@ def test_shipped_profiles_match_the_current_fitter():
     """A change to the curve fitting must be followed by ``refit`` of the shipped profiles."""
     from traincost.calibrate.microbench import refit
 
+    def close(a: object, b: object) -> bool:
+        """Equal up to the last digits that another numpy/scipy build may change (1e-6 relative)."""
+        if dataclasses.is_dataclass(a):
+            return type(a) is type(b) and close(dataclasses.asdict(a), dataclasses.asdict(b))
+        if isinstance(a, dict):
+            return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-15)
+        return a == b
+
     for p in load_shipped_profiles():
         again = refit(p)
-        assert again.compute == p.compute and again.memory == p.memory and again.reduction == p.reduction
-        assert again.optimizer == p.optimizer and again.dispatch_s == p.dispatch_s
+        assert close(again.compute, p.compute), p.name
+        assert close(again.memory, p.memory) and close(again.reduction, p.reduction), p.name
+        assert close(again.optimizer, p.optimizer) and close(again.dispatch_s, p.dispatch_s), p.name
