@@ -47,13 +47,16 @@ def _p90(xs: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", nargs="*", default=[], help="calibrated GPU profiles to learn from")
+    parser.add_argument("--profile", default=None,
+                        help="judge this profile instead of the datasheet one, e.g. the calibrated "
+                             "traincost/data/profiles/h200.json against the independent reference run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     data = json.loads(REFERENCE.read_text())
     h200 = resolve_gpu("H200")
     refs = [load_profile(p) for p in args.reference]
-    prof = datasheet_profile(h200, refs)
+    prof = load_profile(args.profile) if args.profile else datasheet_profile(h200, refs)
 
     matmul_pts: dict[str, list[tuple[str, float, float]]] = {}
     conv_pts: dict[str, list[tuple[str, float, float, int]]] = {}

@@ -1,0 +1,700 @@
+"""The predictor: a walked training step x a device profile -> time, memory and cost (an :class:`Estimate`).
+
+The model (DESIGN.md, "The cost model")
+---------------------------------------
+**Per op, on the device** (:meth:`OpTable.device_times`): a roofline with achieved rates, exactly
+:meth:`traincost.devices.DeviceProfile.device_time_s`::
+
+    t_device = max(compute curve time(flops, depth), memory curve time(bytes), launch_s)
+
+Every curve time already holds the curve's own per-kernel latency (``latency_s + work / rate``), which is
+how the curves were fitted (CUDA-event time of one kernel), so ``launch_s`` is a floor, not an extra term.
+The compute curve is chosen by op class and math mode:
+
+* ``matmul`` -> ``matmul``; ``attention`` -> the matmul curves of its dtype;
+* ``aten.convolution`` -> ``conv``; ``aten.convolution_backward`` -> ``conv_backward`` when it computes grad
+  input and grad weight (work = 2 x forward FLOPs), ``conv_bwd_weight`` / ``conv_bwd_input`` when it
+  computes one of them (the first conv of a network has no grad input); ``depth = prod(weight.shape[1:])``
+  (``C_in / groups x kh x kw``) for the depth term of conv curves;
+* math mode = the op's first floating input dtype: bfloat16 -> ``bf16``, float16 -> ``fp16``, float32 ->
+  ``tf32`` for precision tf32, else ``fp32`` (on CUDA PyTorch runs fp32 convolutions as TF32 by default:
+  a calibrated profile's conv ``fp32`` curve was measured that way, a datasheet profile scales it so);
+  ``*_channels_last`` curves for a channels_last step where the profile has them.
+
+Ops of other classes (elementwise, copy, norm, pool, softmax, loss, embedding, optimizer, unpriced) are
+priced by their bytes on the memory curve (``reduction`` on the reduction curve); ``free`` ops (views) and
+``host_only`` ops (the optimizers' CPU step counters) run no kernel: no device time.
+
+**Per op, on the host**: ``dispatch_s`` for every recorded op, free ops included (they are real eager
+dispatches); ``dispatch_autocast_s`` for forward ops under bf16/fp16 autocast.
+
+**Optimizer step.** The profile's optimizer constants were measured on exactly this (``step()`` of the
+foreach optimizer, wall time) and hold what per-op pricing misses (the Python per-parameter loops, e.g.
+Adam's bias corrections): the ops from ``optimizer.step()``'s ``record_function`` marker to its end cost
+``{opt}_fixed_s + {opt}_per_tensor_s x tensors`` of host time in all (spread over them by tensors
+touched); their device time is the per-op memory curve on a GPU, and ``{opt}_s_per_byte x parameter
+bytes`` on a CPU, where the wall time it was fitted on is the sum of host and device. ``adam`` uses the
+``adamw`` constants; a profile without constants for the optimizer prices its ops one by one.
+Under fp16 the GradScaler reads ``found_inf`` back before the step: the host waits for the device there.
+
+**Timelines.** A GPU (profile kind ``cuda``) runs kernels asynchronously; op by op::
+
+    host_t += t_host;  start = max(device_t, host_t);  device_t = start + t_device
+
+and the step takes ``max(host_t, device_t)``: host-bound at small batch, device-bound at large batch. A CPU
+(kind ``cpu``) runs ops one after another: the step is the sum of host and device time of every op
+(curve latencies on a CPU exclude the dispatch, see :mod:`traincost.devices`).
+
+**Bound.** Each op's share of the step is split into exposed host time (the device idle, waiting for the
+host: all host time on a CPU), compute time (ops whose compute term is the max) and memory time (the
+others, latency floors included); a layer's and the step's bound is the largest of the three.
+
+**Memory.** ``peak_memory_bytes`` = the walk's peak (comparable to ``torch.cuda.max_memory_allocated``) +
+the profile's ``properties["allocator_overhead_bytes"]`` (cuBLAS workspaces: 65 MiB measured on the H200;
+0 where absent). ``fits`` = peak + :data:`CUDA_CONTEXT_BYTES` (on GPUs; the CUDA context lives outside the
+allocator) <= the device memory. ``max_batch_size``: exact (a few more walks,
+:func:`traincost.flopmodel.count.max_batch_size`) when the batch does not fit; when it fits, a linear
+extrapolation from the one walk's memory report (``max_batch_size_exact = False``), to keep predict fast.
+
+**Multi-GPU.** ``gpus=G`` multiplies the hardware: per-GPU batch = ``batch_size``, global batch = ``G x
+batch_size``, step time = the single-GPU step (no gradient all-reduce yet: optimistic for G > 1; the
+data-parallel model is a later issue), the bill x G.
+
+No learned correction yet: ``Estimate.interval`` is ``None`` (the residual issue fills it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from traincost.cost import (PriceQuote, check_run, plan_run, prices_for_profile, quote, select_provider)
+from traincost.devices import Curve, DeviceProfile, profile_for
+from traincost.errors import TraincostUsageError
+
+__all__ = ["CUDA_CONTEXT_BYTES", "Estimate", "OpTable", "Pricing", "Timeline", "compare", "math_mode",
+           "predict", "price", "resolve_device", "simulate", "with_provider"]
+
+#: Device memory a CUDA process holds outside the caching allocator (context, kernels, cuDNN/cuBLAS
+#: handles): about 500 MiB on recent GPUs and drivers. Counted against the device memory for ``fits``.
+CUDA_CONTEXT_BYTES = 500 * 2**20
+
+_AUTOCAST = ("bf16", "fp16")
+_MODE_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16"}
+_FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
+_TOP_LEVEL = "(model)"
+BOUNDS = ("compute", "memory", "host")
+
+
+def math_mode(dtypes: Iterable[str], precision: str) -> str:
+    """Math mode of an op from its input dtypes: the first floating dtype decides (see module doc)."""
+    for d in dtypes:
+        if d in _MODE_OF_DTYPE:
+            return _MODE_OF_DTYPE[d]
+        if d in ("float32", "float64"):
+            return "tf32" if precision == "tf32" else "fp32"
+    return "tf32" if precision == "tf32" else "fp32"
+
+
+def _compute_class(op: str, op_class: str, input_shapes: Sequence[tuple[int, ...]],
+                   output_shapes: Sequence[tuple[int, ...]]) -> str | None:
+    """The profile's compute curve family for this op, or None for ops priced by bytes."""
+    if op_class in ("matmul", "attention"):
+        return op_class
+    if op_class != "conv":
+        return None
+    if "backward" not in op:
+        return "conv"
+    if len(input_shapes) < 3:
+        return "conv_backward"
+    x_shape, w_shape = input_shapes[1], input_shapes[2]
+    outs = list(output_shapes)
+    grad_in = bool(outs) and outs[0] == x_shape
+    rest = outs[1:] if grad_in else outs
+    grad_w = bool(rest) and rest[0] == w_shape
+    if grad_in and grad_w:
+        return "conv_backward"
+    if grad_w:
+        return "conv_bwd_weight"
+    if grad_in:
+        return "conv_bwd_input"
+    return "conv_backward"
+
+
+def _depth(op_class: str, op: str, input_shapes: Sequence[tuple[int, ...]]) -> float:
+    """Reduction depth of a convolution's implicit GEMM: ``prod(weight.shape[1:])``; 0 for other ops."""
+    if op_class != "conv":
+        return 0.0
+    w = input_shapes[2] if "backward" in op and len(input_shapes) >= 3 else (
+        input_shapes[1] if len(input_shapes) >= 2 else ())
+    return float(math.prod(w[1:])) if len(w) >= 2 else 0.0
+
+
+# ------------------------------------------------------------------------------------------- op table
+
+
+@dataclass(frozen=True)
+class OpTable:
+    """A walked step as per-op arrays, built once and priced on any number of devices.
+
+    ``compute_groups`` maps (curve family, math mode) to the indices of the ops priced on that compute
+    curve; ``reduction`` marks ops on the reduction curve; ``kernel`` ops run on the device (not free,
+    not host-only); ``opt_region`` marks the ops of ``optimizer.step()`` and ``opt_weight`` their share
+    of its host cost; ``sync_index`` is the op before which the host waits for the device (fp16).
+    """
+
+    n: int
+    modules: tuple[str, ...]
+    module_index: np.ndarray
+    flops: np.ndarray
+    bytes: np.ndarray
+    depth: np.ndarray
+    reduction: np.ndarray
+    kernel: np.ndarray
+    forward: np.ndarray
+    opt_region: np.ndarray
+    opt_weight: np.ndarray
+    compute_groups: dict[tuple[str, str], np.ndarray]
+    sync_index: int | None
+    param_tensors: int
+    param_bytes: int
+    precision: str
+    channels_last: bool
+    optimizer: str
+    batch_size: int
+
+    @classmethod
+    def from_records(cls, records: Sequence[Any], *, precision: str = "fp32", channels_last: bool = False,
+                     optimizer: str = "sgd", batch_size: int = 1, param_bytes: int | None = None) -> "OpTable":
+        """Arrays from OpRecords (``traincost.count(...).walk.records``) or look-alike objects."""
+        n = len(records)
+        modules: dict[str, int] = {}
+        module_index = np.empty(n, dtype=np.int64)
+        flops = np.zeros(n)
+        nbytes = np.zeros(n)
+        depth = np.zeros(n)
+        reduction = np.zeros(n, dtype=bool)
+        kernel = np.zeros(n, dtype=bool)
+        forward = np.zeros(n, dtype=bool)
+        opt_region = np.zeros(n, dtype=bool)
+        opt_weight = np.zeros(n)
+        groups: dict[tuple[str, str], list[int]] = {}
+        region_start = None
+        for i, r in enumerate(records):
+            if r.phase == "optimizer" and region_start is None and r.op == "profiler._record_function_enter_new":
+                region_start = i
+        if region_start is None:  # no marker: every optimizer-phase op belongs to the step
+            first = next((i for i, r in enumerate(records) if r.phase == "optimizer"), None)
+            region_start = first
+        param_tensors = 0
+        for i, r in enumerate(records):
+            name = r.module or _TOP_LEVEL
+            module_index[i] = modules.setdefault(name, len(modules))
+            flops[i] = r.flops
+            nbytes[i] = r.bytes_read + r.bytes_written
+            forward[i] = r.phase == "forward"
+            kernel[i] = r.op_class != "free" and not r.host_only
+            reduction[i] = r.op_class == "reduction"
+            if region_start is not None and i >= region_start and r.phase == "optimizer":
+                opt_region[i] = True
+                opt_weight[i] = float(r.n_tensors) if r.op_class == "optimizer" else 1.0
+                if r.op_class == "optimizer":
+                    param_tensors = max(param_tensors, int(r.n_tensors))
+            if not kernel[i] or r.flops <= 0:
+                continue
+            cc = _compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes)
+            if cc is None:
+                continue
+            depth[i] = _depth(r.op_class, r.op, r.input_shapes)
+            groups.setdefault((cc, math_mode(r.input_dtypes, precision)), []).append(i)
+        sync_index = region_start if precision == "fp16" and region_start is not None else None
+        if param_bytes is None:
+            param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
+        return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
+                   depth=depth, reduction=reduction, kernel=kernel, forward=forward, opt_region=opt_region,
+                   opt_weight=opt_weight, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
+                   sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
+                   precision=precision, channels_last=channels_last, optimizer=optimizer, batch_size=batch_size)
+
+    @classmethod
+    def from_walk(cls, walk: Any) -> "OpTable":
+        cfg = walk.config
+        trainable_bytes = walk.param_bytes
+        return cls.from_records(walk.records, precision=cfg.precision, channels_last=cfg.channels_last,
+                                optimizer=cfg.optimizer, batch_size=cfg.batch_size, param_bytes=trainable_bytes)
+
+    # ---- pricing on one profile
+
+    def device_times(self, profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(device seconds, compute-curve seconds, memory-curve seconds) per op on ``profile``.
+
+        ``device = max(compute, memory, launch_s)`` for kernel ops, 0 for free and host-only ops: the
+        same number as ``profile.device_time_s`` for each op.
+        """
+        compute = np.zeros(self.n)
+        for (cc, mode), idx in self.compute_groups.items():
+            curve = profile.compute_curve(cc, mode, self.channels_last)
+            if curve is None and mode != "fp32":  # e.g. a float64 op: price at fp32
+                curve = profile.compute_curve(cc, "fp32", self.channels_last)
+            if curve is not None:
+                compute[idx] = curve_time(curve, self.flops[idx], self.depth[idx])
+        memory = np.zeros(self.n)
+        has_bytes = self.kernel & (self.bytes > 0)
+        mem_idx = np.flatnonzero(has_bytes & ~self.reduction)
+        red_idx = np.flatnonzero(has_bytes & self.reduction)
+        memory[mem_idx] = curve_time(profile.memory, self.bytes[mem_idx])
+        memory[red_idx] = curve_time(profile.reduction, self.bytes[red_idx])
+        device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
+        return device, compute, memory
+
+
+def curve_time(curve: Curve, work: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`Curve.time_s` over arrays of work (and conv depths; 0 = no depth term)."""
+    work = np.asarray(work, dtype=float)
+    if curve.cache_bytes > 0:
+        rate = np.where(work <= curve.cache_bytes, curve.cache_peak, curve.peak)
+    else:
+        rate = np.full(work.shape, float(curve.peak))
+    if curve.k_half > 0 and depth is not None:
+        d = np.asarray(depth, dtype=float)
+        rate = rate * np.where(d > 0, d / np.where(d > 0, d + curve.k_half, 1.0), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(work > 0, curve.latency_s + work / rate, curve.latency_s)
+
+
+# ------------------------------------------------------------------------------------------- timeline
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Result of simulating one step. Seconds; per-op arrays of the op's share of the step.
+
+    ``exposed_host_s[i]``: time the device sat idle waiting for the host to dispatch op ``i`` (on a
+    CPU: all of op ``i``'s host time); ``step_s = sum(exposed_host_s) + sum(device_s)``.
+    """
+
+    step_s: float
+    host_s: float           # host busy time (sum of host costs)
+    device_s: float         # device busy time (sum of device costs)
+    exposed_host_s: np.ndarray
+
+
+def simulate(host_s: np.ndarray, device_s: np.ndarray, *, synchronous: bool,
+             sync_before: int | None = None) -> Timeline:
+    """Walk the host and device timelines op by op (see module doc).
+
+    ``synchronous`` (a CPU): the step is the sum of host and device times. Otherwise (a GPU)::
+
+        host_t += host_s[i]; start = max(device_t, host_t); device_t = start + device_s[i]
+
+    and ``step = max(host_t, device_t)``. ``sync_before``: before op ``i`` the host waits for the device
+    to drain (``host_t = max(host_t, device_t)``), as ``.item()`` does. Vectorised: with ``S`` the running
+    sum of device times and ``h`` the host time at each dispatch, ``device_t[i] = S[i] + max over k <= i of
+    (h[k] - S[k-1])`` (a max-plus scan).
+    """
+    host_s = np.asarray(host_s, dtype=float)
+    device_s = np.asarray(device_s, dtype=float)
+    n = len(host_s)
+    if synchronous:
+        return Timeline(float(host_s.sum() + device_s.sum()), float(host_s.sum()), float(device_s.sum()),
+                        host_s.copy())
+    exposed = np.zeros(n)
+    h0 = d0 = 0.0
+    cuts = [0, n] if sync_before is None or not 0 < sync_before < n else [0, sync_before, n]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if a > 0:  # sync: the host waits for the device
+            h0 = max(h0, d0)
+        h = h0 + np.cumsum(host_s[a:b])
+        s = np.cumsum(device_s[a:b])
+        s_prev = np.concatenate(([0.0], s[:-1]))
+        d = s + np.maximum(d0, np.maximum.accumulate(h - s_prev))
+        d_prev = np.concatenate(([d0], d[:-1]))
+        exposed[a:b] = np.maximum(0.0, h - d_prev)
+        if b > a:
+            h0, d0 = float(h[-1]), float(d[-1])
+    step = max(h0, d0)
+    return Timeline(float(step), float(host_s.sum()), float(device_s.sum()), exposed)
+
+
+# ------------------------------------------------------------------------------------------- pricing
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Per-op host, device, compute and memory seconds of one step on one profile, and its timeline."""
+
+    host_s: np.ndarray
+    device_s: np.ndarray
+    compute_s: np.ndarray     # device time of compute-bound ops (0 for the others)
+    memory_s: np.ndarray      # device time of the other kernel ops
+    timeline: Timeline
+
+
+def _optimizer_key(optimizer: str) -> str:
+    return "adamw" if optimizer in ("adam", "adamw") else optimizer
+
+
+def price(table: OpTable, profile: DeviceProfile) -> Pricing:
+    """Host and device time of every op of ``table`` on ``profile``, and the simulated step."""
+    device, compute, memory = table.device_times(profile)
+    cpu = profile.kind == "cpu"
+    autocast = table.precision in _AUTOCAST
+    host = np.full(table.n, float(profile.dispatch_s))
+    if autocast:
+        host[table.forward] = float(profile.dispatch_autocast_s)
+    key = _optimizer_key(table.optimizer)
+    consts = profile.optimizer
+    region = table.opt_region
+    if region.any() and all(f"{key}_{part}" in consts for part in ("fixed_s", "per_tensor_s", "s_per_byte")):
+        weights = table.opt_weight[region]
+        total_host = consts[f"{key}_fixed_s"] + consts[f"{key}_per_tensor_s"] * table.param_tensors
+        host[region] = total_host * weights / weights.sum()
+        if cpu:  # wall time on a CPU = host + device: the per-byte term is the device part
+            kernels = region & table.kernel
+            total_dev = consts[f"{key}_s_per_byte"] * table.param_bytes
+            share = np.where(kernels, table.bytes, 0.0)
+            if share.sum() <= 0:
+                share = kernels.astype(float)
+            device = device.copy()
+            if share.sum() > 0:
+                device[region] = total_dev * share[region] / share.sum()
+            else:
+                device[region] = 0.0
+            compute = np.where(region, 0.0, compute)
+            memory = np.where(region, device, memory)
+    is_compute = (compute >= memory) & (compute > 0)
+    compute_s = np.where(is_compute, device, 0.0)
+    memory_s = device - compute_s
+    timeline = simulate(host, device, synchronous=cpu, sync_before=None if cpu else table.sync_index)
+    return Pricing(host, device, compute_s, memory_s, timeline)
+
+
+def _bound(host: float, compute: float, memory: float) -> str:
+    values = {"compute": compute, "memory": memory, "host": host}
+    return max(BOUNDS, key=lambda k: values[k])
+
+
+def breakdown(table: OpTable, pricing: Pricing, flops: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Per-layer rows (module, ms, bound, flops, bytes, ops, host_ms, compute_ms, memory_ms, share),
+    heaviest first; the ``ms`` of all rows add up to the step."""
+    m = len(table.modules)
+    idx = table.module_index
+    exposed = np.bincount(idx, weights=pricing.timeline.exposed_host_s, minlength=m)
+    comp = np.bincount(idx, weights=pricing.compute_s, minlength=m)
+    mem = np.bincount(idx, weights=pricing.memory_s, minlength=m)
+    fl = np.bincount(idx, weights=table.flops if flops is None else flops, minlength=m)
+    by = np.bincount(idx, weights=table.bytes, minlength=m)
+    ops = np.bincount(idx, minlength=m)
+    step = max(pricing.timeline.step_s, 1e-30)
+    rows = []
+    for j, name in enumerate(table.modules):
+        total = exposed[j] + comp[j] + mem[j]
+        rows.append({"module": name, "ms": float(total * 1e3),
+                     "bound": _bound(exposed[j], comp[j], mem[j]),
+                     "flops": int(round(fl[j])), "bytes": int(round(by[j])), "ops": int(ops[j]),
+                     "host_ms": float(exposed[j] * 1e3), "compute_ms": float(comp[j] * 1e3),
+                     "memory_ms": float(mem[j] * 1e3), "share": float(total / step)})
+    rows.sort(key=lambda r: (-r["ms"], r["module"]))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- Estimate
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A prediction for one model, step configuration and device. Units in names.
+
+    ``cost_usd``: provider -> dollars for the run (``total_s``), on-demand, cheapest price of each
+    provider; ``prices`` the same quotes with $/GPU-hour, source and date (also when the run length is
+    unknown). ``breakdown``: per-layer rows, heaviest first. ``device``: ``{name, profile_source}``.
+    ``interval``: ``{low_ms, high_ms}`` once a learned correction exists (``None`` for now).
+    """
+
+    iteration_ms: float
+    samples_per_s: float
+    epoch_s: float | None
+    total_s: float | None
+    peak_memory_bytes: int
+    fits: bool
+    max_batch_size: int | None
+    cost_usd: dict[str, float]
+    bound: str
+    breakdown: list[dict[str, Any]]
+    device: dict[str, Any]
+    interval: dict[str, float] | None = None
+    prices: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    batch_size: int = 0
+    global_batch_size: int = 0
+    gpus: int = 1
+    precision: str = "fp32"
+    channels_last: bool = False
+    optimizer: str = "sgd"
+    dataset_size: int | None = None
+    epochs: float | None = None
+    steps_per_epoch: int | None = None
+    host_ms: float = 0.0
+    device_ms: float = 0.0
+    compute_ms: float = 0.0
+    memory_ms: float = 0.0
+    exposed_host_ms: float = 0.0
+    flops: int = 0
+    bytes: int = 0
+    ops: int = 0
+    walk_peak_bytes: int = 0
+    allocator_overhead_bytes: int = 0
+    context_bytes: int = 0
+    device_memory_bytes: int = 0
+    max_batch_size_exact: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``traincost predict --json`` (plain Python types)."""
+        return asdict(self)
+
+
+def resolve_device(device: str | DeviceProfile) -> DeviceProfile:
+    """``device`` as a profile: a :class:`DeviceProfile` as is, else :func:`traincost.devices.profile_for`."""
+    if isinstance(device, DeviceProfile):
+        return device
+    if not isinstance(device, str):
+        raise TraincostUsageError(f"device must be 'cpu', a GPU name, a profile .json or a DeviceProfile, "
+                                  f"got {type(device).__name__}")
+    return profile_for(device)
+
+
+def check_precision(profile: DeviceProfile, precision: str) -> None:
+    """A usage error when ``profile`` cannot run ``precision`` (no matmul curve in that math mode)."""
+    mode = {"fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}.get(precision)
+    if mode is None:
+        raise TraincostUsageError(f"precision must be one of fp32, tf32, bf16, fp16, got {precision!r}")
+    if profile.compute_curve("matmul", mode) is None:
+        have = ", ".join(profile.modes("matmul")) or "none"
+        why = ("the GPU has no " + precision + " support" if profile.kind == "cuda" and profile.source == "datasheet"
+               else "the profile has no " + precision + " measurements")
+        raise TraincostUsageError(f"{profile.name} cannot run {precision}: {why} (supported: {have})")
+
+
+def _allocator_overhead(profile: DeviceProfile) -> int:
+    value = profile.properties.get("allocator_overhead_bytes", 0)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _estimate_max_batch(memory: Any, batch: int, usable_walk_bytes: int) -> int:
+    """Largest batch whose walk peak fits ``usable_walk_bytes``, from one walk's memory report: peak memory
+    is about affine in the batch; two affine lower bounds (the parts live at the peak, and the steady
+    parameters + gradients + optimizer state + saved activations) are both kept under the budget."""
+    if usable_walk_bytes <= 0:
+        return 0
+    at = memory.at_peak
+    per_batch = at.get("inputs", 0) + at.get("activations", 0) + at.get("backward", 0)
+    fixed_peak = memory.peak_bytes - per_batch
+    lines = [(fixed_peak, per_batch / batch),
+             (memory.fixed_bytes, (memory.saved_activations_bytes + memory.inputs_bytes) / batch)]
+    best = None
+    for fixed, slope in lines:
+        if fixed > usable_walk_bytes:
+            return 0
+        if slope <= 0:
+            continue
+        cap = int((usable_walk_bytes - fixed) // slope)
+        best = cap if best is None else min(best, cap)
+    return max(best if best is not None else batch, 0)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What predict and compare share: the walk, its table and how to re-walk for the largest batch."""
+
+    label: str
+    table: OpTable
+    memory: Any
+    flops: int
+    bytes: int
+    ops: int
+    exact_max_batch: Callable[[int], int]
+
+
+def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, channels_last: bool,
+          optimizer: str) -> _Step:
+    from traincost.flopmodel.count import count, max_batch_size
+
+    result = count(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                   channels_last=channels_last, optimizer=optimizer)
+    table = OpTable.from_walk(result.walk)
+    cache: dict[int, int] = {}
+
+    def exact(usable: int) -> int:
+        if usable <= 0:
+            return 0
+        if usable not in cache:
+            cache[usable] = max_batch_size(model, memory_bytes=usable, input_shape=input_shape,
+                                           precision=precision, channels_last=channels_last,
+                                           optimizer=optimizer, start=max(1, _estimate_max_batch(
+                                               result.walk.memory, batch_size, usable)))
+        return cache[usable]
+
+    return _Step(result.label, table, result.walk.memory, int(result.flops["total"]),
+                 int(sum(result.bytes.values())), result.ops, exact)
+
+
+def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, dataset_size: int | None,
+              gpus: int) -> Estimate:
+    table = step.table
+    pricing = price(table, profile)
+    tl = pricing.timeline
+    iteration_s = tl.step_s
+    plan = plan_run(iteration_s, batch_size=table.batch_size, gpus=gpus, dataset_size=dataset_size, epochs=epochs)
+    notes: list[str] = []
+    # memory
+    overhead = _allocator_overhead(profile)
+    context = CUDA_CONTEXT_BYTES if profile.kind == "cuda" else 0
+    walk_peak = int(step.memory.peak_bytes)
+    peak = walk_peak + overhead
+    fits = peak + context <= profile.memory_bytes
+    usable_walk = profile.memory_bytes - context - overhead
+    if fits:
+        max_batch = max(_estimate_max_batch(step.memory, table.batch_size, usable_walk), table.batch_size)
+        exact = False
+    else:
+        max_batch = step.exact_max_batch(usable_walk)
+        exact = True
+        notes.append(f"batch {table.batch_size} does not fit in {profile.memory_bytes / 2**30:.1f} GiB "
+                     f"(needs {(peak + context) / 2**30:.1f} GiB); the largest batch that fits is {max_batch}")
+    # cost
+    quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile), gpus)
+    cost = {q.provider: q.usd for q in quotes if q.usd is not None}
+    if profile.source == "datasheet":
+        notes.append("datasheet profile: rates are datasheet peaks x fractions reached by calibrated GPUs; "
+                     "less certain than a calibrated profile")
+    if gpus > 1:
+        notes.append(f"gpus={gpus}: hardware multiplied, per-GPU batch {table.batch_size}; no gradient "
+                     "all-reduce modelled yet (optimistic step time)")
+    if dataset_size is None:
+        notes.append("no dataset size: epoch, total time and run cost need --dataset-size")
+    exposed = float(tl.exposed_host_s.sum())
+    comp = float(pricing.compute_s.sum())
+    mem = float(pricing.memory_s.sum())
+    return Estimate(
+        iteration_ms=iteration_s * 1e3,
+        samples_per_s=plan.global_batch_size / iteration_s if iteration_s > 0 else math.inf,
+        epoch_s=plan.epoch_s,
+        total_s=plan.total_s,
+        peak_memory_bytes=int(peak),
+        fits=bool(fits),
+        max_batch_size=int(max_batch),
+        cost_usd=cost,
+        bound=_bound(exposed, comp, mem),
+        breakdown=breakdown(table, pricing),
+        device={"name": profile.name, "profile_source": profile.source},
+        interval=None,
+        prices=[q.to_dict() for q in quotes],
+        model=step.label,
+        batch_size=table.batch_size,
+        global_batch_size=plan.global_batch_size,
+        gpus=gpus,
+        precision=table.precision,
+        channels_last=table.channels_last,
+        optimizer=table.optimizer,
+        dataset_size=dataset_size,
+        epochs=plan.epochs,
+        steps_per_epoch=plan.steps_per_epoch,
+        host_ms=tl.host_s * 1e3,
+        device_ms=tl.device_s * 1e3,
+        compute_ms=comp * 1e3,
+        memory_ms=mem * 1e3,
+        exposed_host_ms=exposed * 1e3,
+        flops=step.flops,
+        bytes=step.bytes,
+        ops=step.ops,
+        walk_peak_bytes=walk_peak,
+        allocator_overhead_bytes=overhead,
+        context_bytes=context,
+        device_memory_bytes=int(profile.memory_bytes),
+        max_batch_size_exact=exact,
+        notes=notes,
+    )
+
+
+def with_provider(estimate: Estimate, provider: str | None) -> Estimate:
+    """``estimate`` with only ``provider``'s price (case-insensitive); a usage error naming the providers
+    that have a price when it has none."""
+    if provider is None:
+        return estimate
+    quotes = [PriceQuote(**q) for q in estimate.prices]
+    kept = select_provider(quotes, provider, estimate.device["name"])
+    return replace(estimate, prices=[q.to_dict() for q in kept],
+                   cost_usd={q.provider: q.usd for q in kept if q.usd is not None})
+
+
+def _check_common(precision: str, gpus: int, epochs: float | None, dataset_size: int | None,
+                  batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TraincostUsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if precision not in ("fp32", "tf32", "bf16", "fp16"):
+        raise TraincostUsageError(f"precision must be one of fp32, tf32, bf16, fp16, got {precision!r}")
+    check_run(epochs=epochs, dataset_size=dataset_size, gpus=gpus)
+
+
+def _check_device(profile: DeviceProfile, precision: str, gpus: int) -> None:
+    check_precision(profile, precision)
+    if profile.kind == "cpu" and gpus != 1:
+        raise TraincostUsageError(f"gpus={gpus} needs a GPU device; {profile.name} is a CPU")
+
+
+def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
+            input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
+            channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
+            dataset_size: int | None = None, gpus: int = 1) -> Estimate:
+    """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
+
+    ``model``: a family/torchvision name, spec path, ``ArchSpec`` or ``nn.Module`` (as ``traincost.count``).
+    ``device``: ``"cpu"``, a GPU name (``"A100"``, ``"H100 SXM"``), a profile ``.json`` path or a
+    :class:`~traincost.devices.DeviceProfile`. ``batch_size`` is per GPU; ``gpus`` multiplies the hardware
+    (no communication model yet). ``epochs`` defaults to 1 when only ``dataset_size`` is given.
+    Raises ``TraincostUsageError`` for an unknown device, a precision the device lacks (bf16 on a V100),
+    or bad run parameters; a batch that does not fit is still predicted (``fits=False``).
+    """
+    _check_common(precision, gpus, epochs, dataset_size, batch_size)
+    profile = resolve_device(device)
+    _check_device(profile, precision, gpus)
+    step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                 channels_last=channels_last, optimizer=optimizer)
+    return _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus)
+
+
+def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_size: int,
+            input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
+            channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
+            dataset_size: int | None = None, gpus: int = 1) -> list[Estimate]:
+    """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
+
+    The walk depends on the model, batch and precision, not on the device: it is priced again for each
+    device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
+    is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
+    them all.
+    """
+    _check_common(precision, gpus, epochs, dataset_size, batch_size)
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    devices = list(devices)
+    if not devices:
+        raise TraincostUsageError("devices is empty; give at least one device")
+    profiles = []
+    problems = []
+    for d in devices:
+        try:
+            p = resolve_device(d)
+            _check_device(p, precision, gpus)
+            profiles.append(p)
+        except TraincostUsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise TraincostUsageError("; ".join(problems))
+    step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                 channels_last=channels_last, optimizer=optimizer)
+    return [_estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus) for p in profiles]
