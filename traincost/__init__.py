@@ -5,23 +5,34 @@ Public API::
     traincost.count(model, *, batch_size, input_shape=None, precision="fp32",
                     channels_last=False, optimizer="sgd") -> CountResult
     traincost.max_batch_size(model, *, memory_bytes, ...) -> int
+    traincost.predict(model, *, device, batch_size, input_shape=None, precision="fp32",
+                      channels_last=False, optimizer="sgd", epochs=None, dataset_size=None,
+                      gpus=1) -> Estimate
+    traincost.compare(model, *, devices, batch_size, ...) -> list[Estimate]  (one walk, many devices)
+    traincost.DeviceProfile (traincost.devices): what a device achieves, as the predictor needs it
     traincost.ArchSpec, traincost.resolve(name, params, input_shape)
 """
 
 from traincost.errors import ModelBuildError, SpecError, TraincostError, TraincostUsageError
 from traincost.flopmodel.arch import ArchSpec, resolve
+from traincost.devices import DeviceProfile
 from traincost.flopmodel.count import CountResult, count, max_batch_size
+from traincost.predict import Estimate, compare, predict  # after: rebinds traincost.predict to the function
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArchSpec",
     "CountResult",
+    "DeviceProfile",
+    "Estimate",
     "ModelBuildError",
     "SpecError",
     "TraincostError",
     "TraincostUsageError",
+    "compare",
     "count",
     "max_batch_size",
+    "predict",
     "resolve",
 ]

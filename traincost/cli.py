@@ -384,5 +384,279 @@ def gpus_command(as_json: bool) -> None:
     Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
+# ------------------------------------------------------------------ predict, compare (issue 4)
+
+
+def _run_options(func: Any) -> Any:
+    """--epochs, --dataset-size, --provider (shared by predict and compare)."""
+    func = click.option("--provider", default=None,
+                        help="Only this cloud provider's price (e.g. aws, gcp, lambda).")(func)
+    func = click.option("--dataset-size", type=int, default=None,
+                        help="Samples per epoch; steps per epoch = ceil(S / (batch x GPUs)).")(func)
+    return click.option("--epochs", type=float, default=None,
+                        help="Epochs of the run (default 1 when --dataset-size is given).")(func)
+
+
+@main.command("predict")
+@_model_options
+@_step_options
+@click.option("--device", required=True,
+              help="cpu, a GPU name (A100, 'H100 SXM', T4, ...) or a device profile .json.")
+@_run_options
+@click.option("--gpus", type=int, default=1, show_default=True,
+              help="GPUs, each at --batch-size (data parallel; no communication model yet: the step time "
+                   "is the single-GPU one).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layers to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
+                    batch_size: int, precision: str, channels_last: bool, optimizer: str, device: str,
+                    epochs: float | None, dataset_size: int | None, provider: str | None, gpus: int, top: int,
+                    as_json: bool, **family_values: str | None) -> None:
+    """Predict the training step time, memory and cost of MODEL on one device.
+
+    MODEL as in 'traincost count'. Prints step time, samples/s, epoch and total time (with
+    --dataset-size), peak memory against the device memory (and the largest batch that fits), the run's
+    cost per provider with each price's date, the bound (compute, memory or host) and the heaviest layers.
+    """
+    from traincost.predict import predict, with_provider
+
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
+    estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
+                       channels_last=channels_last, optimizer=optimizer, epochs=epochs,
+                       dataset_size=dataset_size, gpus=gpus)
+    estimate = with_provider(estimate, provider)
+    if as_json:
+        click.echo(json.dumps(estimate.to_dict()))
+        return
+    from traincost.render import estimate_view, print_renderable
+
+    print_renderable(estimate_view(estimate, top=top))
+
+
+@main.command("compare")
+@_model_options
+@_step_options
+@click.option("--gpus", "devices", required=True,
+              help='Comma-separated devices to compare, e.g. "H100 SXM,A100 SXM 80GB,L4" (GPU names, cpu or '
+                   "profile .json files).")
+@_run_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (sorted like the table).")
+def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
+                    batch_size: int, precision: str, channels_last: bool, optimizer: str, devices: str,
+                    epochs: float | None, dataset_size: int | None, provider: str | None, as_json: bool,
+                    **family_values: str | None) -> None:
+    """Compare MODEL's training on several GPUs: one walk, priced on each; sorted by total time.
+
+    One GPU each, at --batch-size. With --dataset-size (and --epochs) the table shows each GPU's epoch and
+    total time and the run's cost per provider; without, the step time and $/GPU-hour.
+    """
+    from traincost.predict import compare
+
+    names = [d.strip() for d in devices.split(",") if d.strip()]
+    if not names:
+        raise TraincostUsageError("--gpus needs at least one device, e.g. --gpus \"A100,H100\"")
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
+    estimates = compare(spec, devices=names, batch_size=batch_size, precision=precision,
+                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
+                        dataset_size=dataset_size)
+    if provider is not None:
+        estimates = _only_provider(estimates, provider)
+    estimates = sorted(estimates, key=_compare_key)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in estimates]))
+        return
+    from rich.console import Console
+
+    from traincost.render import compare_table, print_renderable
+
+    console = Console()
+    print_renderable(compare_table(estimates), Console(width=max(console.width, 150)))
+
+
+def _compare_key(estimate: Any) -> tuple[float, str]:
+    """Total time when the run is known, else the step time (same order: the steps are the same)."""
+    total = estimate.total_s if estimate.total_s is not None else estimate.iteration_ms / 1e3
+    return (total, estimate.device["name"])
+
+
+def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
+    """Keep only ``provider``'s price on every estimate; a usage error if no device has one from it."""
+    import dataclasses
+
+    wanted = provider.strip().lower()
+    out, found = [], False
+    for e in estimates:
+        prices = [p for p in e.prices if p["provider"].lower() == wanted]
+        found = found or bool(prices)
+        out.append(dataclasses.replace(e, prices=prices, cost_usd={p["provider"]: p["usd"] for p in prices
+                                                                   if p["usd"] is not None}))
+    if not found:
+        known = sorted({p["provider"] for e in estimates for p in e.prices})
+        raise TraincostUsageError(f"no price from provider {provider!r} for these devices; providers with a "
+                                  f"price: {', '.join(known) or 'none'}")
+    return out
+
+
+# ------------------------------------------------------------------ bench, merge (issue 5)
+
+
+@main.command("bench")
+@click.option("--device", default="cuda", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--plan", "plan_name", required=True,
+              help="seed (the seed project's one-factor-at-a-time grids), random (Sobol sample) or PLAN.yaml.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Dataset CSV; rows are appended one by one.")
+@click.option("--limit", type=int, default=None,
+              help="At most K configurations (random: draws K; default 256). Applied before --shard.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random plan.")
+@click.option("--budget-minutes", type=float, default=None,
+              help="Stop cleanly between configurations after this many minutes.")
+@click.option("--resume", is_flag=True, help="Continue --out: keep its rows, measure only what is missing.")
+@click.option("--shard", default=None, help="i/n: take every n-th configuration from the i-th (0-based).")
+@click.option("--repeats", type=int, default=None, help="Timed steps per configuration [cpu 5, cuda 10].")
+@click.option("--warmup", type=int, default=None, help="Warm-up steps per configuration [cpu 1, cuda 3].")
+@click.option("--quiet-wait", type=float, default=None,
+              help="cpu: wait up to this many seconds before each configuration for other processes to go "
+                   "idle, and re-measure one they disturbed; 0: never wait [cpu 120].")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+              help="Profile .json for the analytic_ms column [default: the shipped/datasheet profile].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def bench_command(device: str, plan_name: str, out_path: str, limit: int | None, seed: int,
+                  budget_minutes: float | None, resume: bool, shard: str | None, repeats: int | None,
+                  warmup: int | None, quiet_wait: float | None, profile_path: str | None, as_json: bool) -> None:
+    """Measure real training steps of a plan of configurations and append them to a dataset CSV.
+
+    Each configuration: build the model on the device, warm up, time steps on synthetic data (median,
+    min, max), record measured peak memory (CUDA), the walk's features and the analytic prediction.
+    An OOM or error is recorded as the row's status and the sweep goes on; a killed sweep continues
+    with --resume; --shard i/n splits a sweep across a Slurm job array (combine with traincost merge).
+    """
+    import dataclasses
+    import os
+    import signal
+    import threading
+    import time
+
+    from traincost.calibrate import bench
+    from traincost.calibrate.microbench import parse_device
+    from traincost.calibrate.plans import parse_shard, shard as take_shard
+
+    if limit is not None and limit < 1:
+        raise TraincostUsageError(f"--limit must be a positive integer, got {limit}")
+    if budget_minutes is not None and not budget_minutes > 0:
+        raise TraincostUsageError(f"--budget-minutes must be positive, got {budget_minutes}")
+    for name, value in (("--repeats", repeats), ("--warmup", warmup)):
+        if value is not None and value < (1 if name == "--repeats" else 0):
+            raise TraincostUsageError(f"{name} must be {'positive' if name == '--repeats' else 'non-negative'}, "
+                                      f"got {value}")
+    shard_at = parse_shard(shard) if shard is not None else None
+    if profile_path is not None and not Path(profile_path).is_file():
+        raise TraincostUsageError(f"--profile: profile file not found: {profile_path}")
+    dev = parse_device(device)
+    out = Path(out_path)
+    _check_writable(out)
+    if out.exists() and out.stat().st_size > 0 and not resume:
+        raise TraincostUsageError(f"{out} already exists: pass --resume to continue it, or choose another --out")
+    started = time.monotonic()
+    try:
+        done_keys = bench.existing_keys(out) if resume else set()
+    except bench.DatasetError as exc:
+        raise bench.DatasetError(f"cannot resume: {exc}; write to a new file (traincost merge combines them)") from None
+    configs = bench.plan_for_device(plan_name, dev, limit=limit, seed=seed, resume_keys=done_keys)
+    if shard_at is not None:
+        configs = take_shard(configs, *shard_at)
+    settings = bench.DEFAULT_SETTINGS["cuda" if dev.type == "cuda" else "cpu"]
+    if quiet_wait is not None and quiet_wait < 0:
+        raise TraincostUsageError(f"--quiet-wait must be 0 or more seconds, got {quiet_wait}")
+    settings = dataclasses.replace(settings, **{k: v for k, v in (("repeats", repeats), ("warmup", warmup),
+                                                                  ("quiet_wait_s", quiet_wait)) if v is not None})
+    budget_s = None if budget_minutes is None else max(0.0, 60 * budget_minutes - (time.monotonic() - started))
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    err = Console(stderr=True)
+    if dev.type == "cpu" and hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        err.print(f"[yellow]warning: the machine is busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): "
+                  "CPU timings will be slower than on an idle machine (host_loadavg records it per row)[/]")
+    bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
+                   disable=not err.is_terminal)
+    task = bar.add_task("bench", total=None)
+
+    def progress(event: Any) -> None:
+        if event.row is None:
+            bar.update(task, total=event.total, completed=0)
+            return
+        row = event.row
+        text = (f"{row['status'][:24]:<6} {row['model'][:60]} b{row['batch_size']} {row['precision']}"
+                f"{' cl' if row['channels_last'] else ''} {row['optimizer']}")
+        bar.update(task, completed=event.done, description=text[:40])
+        if not err.is_terminal:
+            median = row.get("median_ms")
+            timing = f"{median:.2f} ms" if isinstance(median, float) else ""
+            left = (event.elapsed_s / event.done * (event.total - event.done)) if event.done else 0.0
+            err.print(f"{event.done}/{event.total} {text} {timing} (ETA {left / 60:.1f} min)", highlight=False,
+                      soft_wrap=True)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, on_term) if in_main else None
+    try:
+        with bar:
+            summary = bench.run_sweep(configs, out, dev, resume=resume, budget_s=budget_s, settings=settings,
+                                      profile=profile_path, progress=progress)
+    except KeyboardInterrupt:
+        rows = len(bench.existing_keys(out)) if out.exists() else 0
+        click.echo(f"Interrupted: {out} keeps its {rows} finished rows; rerun with --resume to continue", err=True)
+        sys.exit(130)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old)
+    result = summary.to_dict()
+    result["plan"] = plan_name
+    result["shard"] = shard
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "none"
+    click.echo(f"{summary.written} rows written to {out} ({counts}) in {summary.elapsed_s / 60:.1f} min on "
+               f"{summary.device}; {summary.already_done} already there; {summary.remaining} left")
+    if summary.stopped_by_budget:
+        click.echo(f"budget of {budget_minutes:g} min reached: rerun with --resume to measure the rest")
+    if summary.analytic_profile is None:
+        click.echo("no profile for this device: analytic_ms is empty (pass --profile FILE.json)")
+
+
+@main.command("merge")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Merged dataset CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def merge_command(inputs: tuple[str, ...], output: str, as_json: bool) -> None:
+    """Combine dataset CSVs (shards of a sweep, runs on other machines) into one, one row per configuration.
+
+    Duplicates (same configuration key: spec, batch, precision, layout, optimizer, device) keep the
+    newest ok row. Files with other columns or another schema version are refused.
+    """
+    from traincost.calibrate.bench import merge_datasets, write_dataset
+
+    for path in inputs:
+        if not Path(path).is_file():
+            raise TraincostUsageError(f"dataset not found: {path}")
+    out = Path(output)
+    _check_writable(out)
+    merged = merge_datasets(list(inputs))
+    write_dataset(merged.rows, out)
+    result = {"output": str(out), "files": merged.files, "rows_read": merged.read, "rows": len(merged.rows),
+              "duplicates_dropped": merged.duplicates}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"merged {merged.read} rows from {merged.files} files into {out}: {len(merged.rows)} rows "
+               f"({merged.duplicates} duplicates dropped)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

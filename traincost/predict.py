@@ -25,8 +25,17 @@ Ops of other classes (elementwise, copy, norm, pool, softmax, loss, embedding, o
 priced by their bytes on the memory curve (``reduction`` on the reduction curve); ``free`` ops (views) and
 ``host_only`` ops (the optimizers' CPU step counters) run no kernel: no device time.
 
-**Per op, on the host**: ``dispatch_s`` for every recorded op, free ops included (they are real eager
-dispatches); ``dispatch_autocast_s`` for forward ops under bf16/fp16 autocast.
+Memory curves have a cache tier (a faster rate below ``cache_bytes``), measured on one tensor reused in a
+hot loop; a training step keeps it only when its whole working set (the walk's peak memory) fits in that
+cache, else operands stream at the DRAM rate (backward reads activations saved a whole forward pass ago).
+
+**Per op, on the host**: the profile's ``dispatch_s`` is one bare ``torch.add`` in a Python loop; an op of a
+training step costs more: forward ops ``dispatch_s x HOST_OP_RATIO["forward"]`` (``dispatch_autocast_s x``
+under bf16/fp16 autocast: ``nn.Module.__call__``, the functional API, autograd's graph recording), backward
+ops ``dispatch_s x HOST_OP_RATIO["backward"]`` (the autograd engine), free ops included (they are real
+eager dispatches); ``zero_grad`` adds ``ZERO_GRAD_PER_TENSOR_RATIO x dispatch_s`` per parameter tensor.
+The ratios were measured once (``benchmarks/host_overhead.py``: tiny models whose step is host time) and
+are assumed to transfer to other hosts; calibrating them per host is a profile matter for later.
 
 **Optimizer step.** The profile's optimizer constants were measured on exactly this (``step()`` of the
 foreach optimizer, wall time) and hold what per-op pricing misses (the Python per-parameter loops, e.g.
@@ -54,7 +63,8 @@ the profile's ``properties["allocator_overhead_bytes"]`` (cuBLAS workspaces: 65 
 0 where absent). ``fits`` = peak + :data:`CUDA_CONTEXT_BYTES` (on GPUs; the CUDA context lives outside the
 allocator) <= the device memory. ``max_batch_size``: exact (a few more walks,
 :func:`traincost.flopmodel.count.max_batch_size`) when the batch does not fit; when it fits, a linear
-extrapolation from the one walk's memory report (``max_batch_size_exact = False``), to keep predict fast.
+extrapolation from the one walk's memory report (``max_batch_size_exact = False``; 0-7 % below the exact
+search on torchvision models), to keep predict fast. ``compare`` extrapolates for every device.
 
 **Multi-GPU.** ``gpus=G`` multiplies the hardware: per-GPU batch = ``batch_size``, global batch = ``G x
 batch_size``, step time = the single-GPU step (no gradient all-reduce yet: optimistic for G > 1; the
@@ -71,21 +81,35 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from traincost.cost import (PriceQuote, check_run, plan_run, prices_for_profile, quote, select_provider)
+from traincost.cost import PriceQuote, check_run, plan_run, prices_for_profile, quote, select_provider
 from traincost.devices import Curve, DeviceProfile, profile_for
 from traincost.errors import TraincostUsageError
 
-__all__ = ["CUDA_CONTEXT_BYTES", "Estimate", "OpTable", "Pricing", "Timeline", "compare", "math_mode",
-           "predict", "price", "resolve_device", "simulate", "with_provider"]
+__all__ = ["CUDA_CONTEXT_BYTES", "HOST_OP_RATIO", "ZERO_GRAD_PER_TENSOR_RATIO", "Estimate", "OpTable", "Pricing",
+           "Timeline", "breakdown", "compare", "curve_time", "math_mode", "predict", "price", "resolve_device",
+           "simulate", "with_provider"]
 
 #: Device memory a CUDA process holds outside the caching allocator (context, kernels, cuDNN/cuBLAS
 #: handles): about 500 MiB on recent GPUs and drivers. Counted against the device memory for ``fits``.
 CUDA_CONTEXT_BYTES = 500 * 2**20
 
+#: Host seconds of one recorded op of a training step, as a multiple of the profile's ``dispatch_s`` (one
+#: bare ``torch.add`` in a loop), by phase: a forward op also pays ``nn.Module.__call__``, the functional
+#: API and autograd's graph recording; a backward op the autograd engine. Measured by
+#: ``benchmarks/host_overhead.py`` on tiny fc models (kernels of a few hundred bytes: the step is host time)
+#: on the 2-core AMD EPYC of the shipped CPU profile: forward 4.27 (3.75-5.17), backward 2.08 (1.98-2.17).
+#: Assumption: the ratio transfers to other hosts (a GPU's dispatch_s includes the CUDA launch).
+HOST_OP_RATIO = {"forward": 4.3, "backward": 2.1}
+#: ``optimizer.zero_grad(set_to_none=True)`` after the step: host seconds per parameter tensor, as a multiple
+#: of ``dispatch_s`` (same script: 0.79, range 0.57-2.30).
+ZERO_GRAD_PER_TENSOR_RATIO = 0.8
+
 _AUTOCAST = ("bf16", "fp16")
 _MODE_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16"}
 _FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
 _TOP_LEVEL = "(model)"
+PHASES = ("forward", "backward", "optimizer")
+_PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
 BOUNDS = ("compute", "memory", "host")
 
 
@@ -155,12 +179,14 @@ class OpTable:
     reduction: np.ndarray
     kernel: np.ndarray
     forward: np.ndarray
+    phase: np.ndarray
     opt_region: np.ndarray
     opt_weight: np.ndarray
     compute_groups: dict[tuple[str, str], np.ndarray]
     sync_index: int | None
     param_tensors: int
     param_bytes: int
+    working_set_bytes: int
     precision: str
     channels_last: bool
     optimizer: str
@@ -168,7 +194,8 @@ class OpTable:
 
     @classmethod
     def from_records(cls, records: Sequence[Any], *, precision: str = "fp32", channels_last: bool = False,
-                     optimizer: str = "sgd", batch_size: int = 1, param_bytes: int | None = None) -> "OpTable":
+                     optimizer: str = "sgd", batch_size: int = 1, param_bytes: int | None = None,
+                     working_set_bytes: int = 0) -> "OpTable":
         """Arrays from OpRecords (``traincost.count(...).walk.records``) or look-alike objects."""
         n = len(records)
         modules: dict[str, int] = {}
@@ -179,6 +206,7 @@ class OpTable:
         reduction = np.zeros(n, dtype=bool)
         kernel = np.zeros(n, dtype=bool)
         forward = np.zeros(n, dtype=bool)
+        phase = np.zeros(n, dtype=np.int8)
         opt_region = np.zeros(n, dtype=bool)
         opt_weight = np.zeros(n)
         groups: dict[tuple[str, str], list[int]] = {}
@@ -196,6 +224,7 @@ class OpTable:
             flops[i] = r.flops
             nbytes[i] = r.bytes_read + r.bytes_written
             forward[i] = r.phase == "forward"
+            phase[i] = _PHASE_CODE.get(r.phase, 2)
             kernel[i] = r.op_class != "free" and not r.host_only
             reduction[i] = r.op_class == "reduction"
             if region_start is not None and i >= region_start and r.phase == "optimizer":
@@ -214,19 +243,29 @@ class OpTable:
         if param_bytes is None:
             param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
         return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
-                   depth=depth, reduction=reduction, kernel=kernel, forward=forward, opt_region=opt_region,
+                   depth=depth, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
                    opt_weight=opt_weight, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
                    sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
+                   working_set_bytes=int(working_set_bytes),
                    precision=precision, channels_last=channels_last, optimizer=optimizer, batch_size=batch_size)
 
     @classmethod
     def from_walk(cls, walk: Any) -> "OpTable":
         cfg = walk.config
-        trainable_bytes = walk.param_bytes
         return cls.from_records(walk.records, precision=cfg.precision, channels_last=cfg.channels_last,
-                                optimizer=cfg.optimizer, batch_size=cfg.batch_size, param_bytes=trainable_bytes)
+                                optimizer=cfg.optimizer, batch_size=cfg.batch_size, param_bytes=walk.param_bytes,
+                                working_set_bytes=walk.memory.peak_bytes)
 
     # ---- pricing on one profile
+
+    def _stream_curve(self, curve: Curve) -> Curve:
+        """The memory curve as a training step sees it: the cache tier (measured on one tensor reused in a
+        hot loop) only when the whole step's working set (the walk's peak memory) fits in that cache;
+        otherwise an op's operands were evicted since they were produced (backward reads activations saved
+        a whole forward pass earlier) and stream at the DRAM rate."""
+        if curve.cache_bytes > 0 and self.working_set_bytes > curve.cache_bytes:
+            return replace(curve, cache_bytes=0.0, cache_peak=0.0)
+        return curve
 
     def device_times(self, profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(device seconds, compute-curve seconds, memory-curve seconds) per op on ``profile``.
@@ -245,8 +284,8 @@ class OpTable:
         has_bytes = self.kernel & (self.bytes > 0)
         mem_idx = np.flatnonzero(has_bytes & ~self.reduction)
         red_idx = np.flatnonzero(has_bytes & self.reduction)
-        memory[mem_idx] = curve_time(profile.memory, self.bytes[mem_idx])
-        memory[red_idx] = curve_time(profile.reduction, self.bytes[red_idx])
+        memory[mem_idx] = curve_time(self._stream_curve(profile.memory), self.bytes[mem_idx])
+        memory[red_idx] = curve_time(self._stream_curve(profile.reduction), self.bytes[red_idx])
         device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
         return device, compute, memory
 
@@ -342,9 +381,10 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
     device, compute, memory = table.device_times(profile)
     cpu = profile.kind == "cpu"
     autocast = table.precision in _AUTOCAST
-    host = np.full(table.n, float(profile.dispatch_s))
-    if autocast:
-        host[table.forward] = float(profile.dispatch_autocast_s)
+    host = np.full(table.n, float(profile.dispatch_s))  # optimizer-phase ops outside step(): bare calls
+    fwd_dispatch = profile.dispatch_autocast_s if autocast else profile.dispatch_s
+    host[table.phase == 0] = fwd_dispatch * HOST_OP_RATIO["forward"]
+    host[table.phase == 1] = profile.dispatch_s * HOST_OP_RATIO["backward"]
     key = _optimizer_key(table.optimizer)
     consts = profile.optimizer
     region = table.opt_region
@@ -365,6 +405,8 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
                 device[region] = 0.0
             compute = np.where(region, 0.0, compute)
             memory = np.where(region, device, memory)
+    if table.n:  # optimizer.zero_grad(set_to_none=True) after the step: a Python loop over the parameters
+        host[-1] += ZERO_GRAD_PER_TENSOR_RATIO * profile.dispatch_s * table.param_tensors
     is_compute = (compute >= memory) & (compute > 0)
     compute_s = np.where(is_compute, device, 0.0)
     memory_s = device - compute_s
@@ -543,7 +585,7 @@ def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, chan
 
 
 def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, dataset_size: int | None,
-              gpus: int) -> Estimate:
+              gpus: int, exact_max_batch: bool = True) -> Estimate:
     table = step.table
     pricing = price(table, profile)
     tl = pricing.timeline
@@ -561,10 +603,14 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         max_batch = max(_estimate_max_batch(step.memory, table.batch_size, usable_walk), table.batch_size)
         exact = False
     else:
-        max_batch = step.exact_max_batch(usable_walk)
-        exact = True
+        if exact_max_batch:
+            max_batch = step.exact_max_batch(usable_walk)
+        else:
+            max_batch = min(_estimate_max_batch(step.memory, table.batch_size, usable_walk), table.batch_size - 1)
+        exact = exact_max_batch
         notes.append(f"batch {table.batch_size} does not fit in {profile.memory_bytes / 2**30:.1f} GiB "
-                     f"(needs {(peak + context) / 2**30:.1f} GiB); the largest batch that fits is {max_batch}")
+                     f"(needs {(peak + context) / 2**30:.1f} GiB); the largest batch that fits is "
+                     f"{'' if exact else 'about '}{max_batch}")
     # cost
     quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile), gpus)
     cost = {q.provider: q.usd for q in quotes if q.usd is not None}
@@ -697,4 +743,5 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
         raise TraincostUsageError("; ".join(problems))
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
-    return [_estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus) for p in profiles]
+    return [_estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus, exact_max_batch=False)
+            for p in profiles]

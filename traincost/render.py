@@ -10,6 +10,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from traincost.flopmodel.count import CountResult
+    from traincost.predict import Estimate
 
 
 def si(value: float, unit: str = "", base: int = 1000) -> str:
@@ -77,3 +78,114 @@ def print_renderable(renderable: object, console: Console | None = None) -> None
         console = Console()
         console = Console(width=max(console.width, 110))
     console.print(renderable)
+
+
+# ------------------------------------------------------------------ predict, compare (issue 4)
+
+
+def duration(seconds: float | None) -> str:
+    """``'850 ms'``, ``'42.0 s'``, ``'12.5 min'``, ``'3.2 h'``, ``'4.1 d'``; ``'-'`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 0.01 else f"${value:.4f}"
+
+
+def _step_line(e: "Estimate") -> str:
+    shape = f"batch {e.batch_size}" + (f" x {e.gpus} GPUs" if e.gpus > 1 else "")
+    name = e.device["name"]
+    source = e.device["profile_source"]
+    where = name if source in name else f"{name} ({source} profile)"
+    return f"{shape}  {e.precision}{'  channels_last' if e.channels_last else ''}  {e.optimizer}  on {where}"
+
+
+def estimate_view(e: "Estimate", top: int = 10) -> Group:
+    """``traincost predict``: step, run, memory, cost, heaviest layers, notes."""
+    head = Text.assemble((e.model, "bold"), "  ", _step_line(e))
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("step", f"{e.iteration_ms:,.2f} ms  ({e.samples_per_s:,.0f} samples/s), {e.bound}-bound "
+                            f"(host {e.host_ms:,.2f} ms, device busy {e.device_ms:,.2f} ms)")
+    if e.epoch_s is not None:
+        summary.add_row("epoch", f"{duration(e.epoch_s)}  ({e.steps_per_epoch:,} steps of {e.global_batch_size})")
+        summary.add_row("total", f"{duration(e.total_s)}  ({e.epochs:g} epochs of {e.dataset_size:,} samples)")
+    mem = f"{gib(e.peak_memory_bytes)} of {gib(e.device_memory_bytes)}"
+    if e.fits:
+        approx = "" if e.max_batch_size_exact else "~"
+        mem += f": fits (largest batch {approx}{e.max_batch_size:,})"
+    else:
+        mem += f": DOES NOT FIT; the largest batch that fits is {e.max_batch_size:,}"
+    summary.add_row("memory", Text(mem, style="" if e.fits else "bold red"))
+    parts: list = [head, summary]
+    if e.prices:
+        cost = Table(title=("Cost of the run" if e.total_s is not None
+                            else "Prices (give --dataset-size for the run's cost)")
+                     + ": on-demand, cheapest per provider (sources: --json)", title_justify="left")
+        for col in ("provider", "$/GPU-h", "GPUs", "run $", "price date"):
+            cost.add_column(col, justify="left" if col in ("provider", "price date") else "right")
+        for p in e.prices:
+            cost.add_row(p["provider"], f"{p['usd_per_gpu_hour']:.2f}", str(p["gpus"]), usd(p["usd"]),
+                         p["source_date"])
+        parts.append(cost)
+    layers = Table(title=f"Heaviest layers (of {len(e.breakdown)})", title_justify="left")
+    layers.add_column("module", no_wrap=True, overflow="ellipsis", max_width=48)
+    for col in ("ms", "% step", "bound", "FLOP", "bytes"):
+        layers.add_column(col, justify="left" if col == "bound" else "right", no_wrap=True)
+    for row in e.breakdown[:top]:
+        layers.add_row(row["module"], f"{row['ms']:.3f}", f"{100 * row['share']:.1f}", row["bound"],
+                       si(row["flops"]), gib(row["bytes"]))
+    parts.append(layers)
+    for note in e.notes:
+        parts.append(Text("note: " + note, style="yellow"))
+    return Group(*parts)
+
+
+def compare_table(estimates: list["Estimate"]) -> Group:
+    """``traincost compare``: one row per device, in the order given (the CLI sorts by total time)."""
+    if not estimates:
+        return Group(Text("nothing to compare"))
+    e0 = estimates[0]
+    run = e0.total_s is not None
+    head = Text.assemble((e0.model, "bold"), f"  batch {e0.batch_size}  {e0.precision}"
+                         f"{'  channels_last' if e0.channels_last else ''}  {e0.optimizer}"
+                         + (f"  {e0.epochs:g} epochs of {e0.dataset_size:,} samples" if run else ""))
+    table = Table(title="Sorted by " + ("total time" if run else "step time") + "; cost "
+                  + ("of the run" if run else "per GPU-hour (give --dataset-size for the run's cost)")
+                  + " per provider, on-demand, with the price's date", title_justify="left")
+    cols = ["device", "step ms", "samples/s", "bound"] + (["epoch", "total"] if run else []) \
+        + ["peak mem", "fits", "cost"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("device", "bound", "fits", "cost") else "right",
+                         no_wrap=True)
+    for e in estimates:
+        if e.prices:
+            cost = "\n".join((usd(p["usd"]) if run else f"${p['usd_per_gpu_hour']:.2f}/h")
+                             + f" {p['provider']} ({p['source_date']})" for p in e.prices)
+        else:
+            cost = "-"
+        fits = "yes" if e.fits else f"no (max {e.max_batch_size})"
+        name = e.device["name"]
+        if e.device["profile_source"] not in name:
+            name += f" ({e.device['profile_source']})"
+        row = [name, f"{e.iteration_ms:,.2f}", f"{e.samples_per_s:,.0f}", e.bound]
+        if run:
+            row += [duration(e.epoch_s), duration(e.total_s)]
+        row += [gib(e.peak_memory_bytes), fits, cost]
+        table.add_row(*row)
+    notes = [Text("note: datasheet profiles (GPUs never measured) are less certain than calibrated ones",
+                  style="yellow")] if any(e.device["profile_source"] == "datasheet" for e in estimates) else []
+    return Group(head, table, *notes)

@@ -1,0 +1,391 @@
+"""The predictor (traincost.predict): timelines, per-op pricing, Estimate, predict() and compare().
+
+Expected numbers are written as arithmetic. A fully mocked profile (``mock_profile``) keeps them exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import traincost
+from traincost.devices import DeviceProfile
+from traincost.errors import TraincostUsageError
+
+P = sys.modules["traincost.predict"]  # the module (traincost.predict is the function)
+
+REQUIRED_FIELDS = ("iteration_ms", "samples_per_s", "epoch_s", "total_s", "peak_memory_bytes", "fits",
+                   "max_batch_size", "cost_usd", "bound", "breakdown", "device", "interval")
+
+
+def mock_profile(kind: str = "cuda", memory_bytes: int = 16 * 2**30, **changes) -> DeviceProfile:
+    """A hand-made profile: round numbers, no cache tiers, no depth terms."""
+    data = {
+        "schema_version": 1, "source": "calibrated", "name": f"Mock {kind}", "kind": kind, "catalog_key": None,
+        "memory_bytes": memory_bytes,
+        "compute": {"matmul": {"fp32": {"peak": 1e12, "latency_s": 1e-5}, "bf16": {"peak": 4e12, "latency_s": 1e-5}},
+                    "conv": {"fp32": {"peak": 2e12, "latency_s": 2e-5}, "bf16": {"peak": 8e12, "latency_s": 2e-5}},
+                    "conv_backward": {"fp32": {"peak": 1e12, "latency_s": 3e-5}},
+                    "conv_bwd_weight": {"fp32": {"peak": 5e11, "latency_s": 4e-5}}},
+        "memory": {"peak": 1e11, "latency_s": 1e-6}, "reduction": {"peak": 5e10, "latency_s": 2e-6},
+        "dispatch_s": 1e-5, "dispatch_autocast_s": 2e-5, "launch_s": 3e-6 if kind == "cuda" else 0.0,
+        "optimizer": {"sgd_fixed_s": 1e-4, "sgd_per_tensor_s": 1e-6, "sgd_s_per_byte": 1e-12,
+                      "adamw_fixed_s": 2e-4, "adamw_per_tensor_s": 2e-6, "adamw_s_per_byte": 4e-12},
+        "software": {}, "created": "2026-01-01", "properties": {"allocator_overhead_bytes": 1024},
+    }
+    data.update(changes)
+    return DeviceProfile.from_dict(data)
+
+
+def rec(phase, op, op_class, flops=0, read=0, written=0, module="m", ins=(), dtypes=("float32",), outs=(),
+        n_tensors=1, host_only=False):
+    return SimpleNamespace(phase=phase, module=module, op=op, op_class=op_class, flops=flops, bytes_read=read,
+                           bytes_written=written, input_shapes=tuple(ins), input_dtypes=tuple(dtypes),
+                           output_shapes=tuple(outs), n_tensors=n_tensors, host_only=host_only)
+
+
+def reference_timeline(host, device, sync_before=None):
+    """The two timelines, op by op, as the issue states them."""
+    host_t = device_t = 0.0
+    for i, (h, d) in enumerate(zip(host, device)):
+        if i == sync_before:
+            host_t = max(host_t, device_t)
+        host_t += h
+        start = max(device_t, host_t)
+        device_t = start + d
+    return max(host_t, device_t)
+
+
+# ------------------------------------------------------------------------------------------- timeline
+
+
+def test_host_bound_step_is_the_host_time_plus_the_last_kernel():
+    tl = P.simulate([1.0, 1.0, 1.0], [0.1, 0.1, 0.1], synchronous=False)
+    # host dispatches at 1, 2, 3; each kernel runs right after: the last ends at 3 + 0.1
+    assert tl.step_s == pytest.approx(3.0 + 0.1)
+    assert tl.exposed_host_s == pytest.approx([1.0, 2.0 - 1.1, 3.0 - 2.1])
+    assert tl.host_s == pytest.approx(3.0) and tl.device_s == pytest.approx(0.3)
+
+
+def test_device_bound_step_is_the_first_dispatch_plus_all_kernels():
+    tl = P.simulate([0.1, 0.1, 0.1], [1.0, 1.0, 1.0], synchronous=False)
+    assert tl.step_s == pytest.approx(0.1 + 3 * 1.0)
+    assert tl.exposed_host_s == pytest.approx([0.1, 0.0, 0.0])
+
+
+def test_mixed_step():
+    # h = 1, 1.1, 1.2, 2.2; d = 1 + 0.5 = 1.5; max(1.5, 1.1) + 2 = 3.5; 3.5 + 0.1 = 3.6; max(3.6, 2.2) + 0.1 = 3.7
+    tl = P.simulate([1.0, 0.1, 0.1, 1.0], [0.5, 2.0, 0.1, 0.1], synchronous=False)
+    assert tl.step_s == pytest.approx(3.7)
+    assert tl.exposed_host_s == pytest.approx([1.0, 0.0, 0.0, 0.0])
+
+
+def test_a_slow_host_op_late_in_the_step_leaves_the_device_idle():
+    # h = 0.1, 3.1; d = 0.1 + 1 = 1.1; max(1.1, 3.1) + 0.5 = 3.6: 2.0 s idle waiting for the host
+    tl = P.simulate([0.1, 3.0], [1.0, 0.5], synchronous=False)
+    assert tl.step_s == pytest.approx(3.6)
+    assert tl.exposed_host_s == pytest.approx([0.1, 3.1 - 1.1])
+    assert tl.exposed_host_s.sum() + tl.device_s == pytest.approx(tl.step_s)
+
+
+def test_sync_makes_the_host_wait_for_the_device():
+    # before op 2 the host waits until the device is done at 0.1 + 2 = 2.1; then 2.1 + 0.1 + 1 = 3.2
+    tl = P.simulate([0.1, 0.1, 0.1], [2.0, 0.0, 1.0], synchronous=False, sync_before=2)
+    assert tl.step_s == pytest.approx(3.2)
+    assert P.simulate([0.1, 0.1, 0.1], [2.0, 0.0, 1.0], synchronous=False).step_s == pytest.approx(2.1 + 1.0)
+
+
+def test_cpu_runs_ops_one_after_another():
+    tl = P.simulate([1.0, 0.1, 0.2], [0.5, 2.0, 0.0], synchronous=True)
+    assert tl.step_s == pytest.approx(1.0 + 0.1 + 0.2 + 0.5 + 2.0 + 0.0)
+    assert tl.exposed_host_s == pytest.approx([1.0, 0.1, 0.2])
+
+
+def test_vectorised_timeline_matches_the_op_by_op_loop():
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        n = int(rng.integers(1, 60))
+        host = rng.exponential(1.0, n) * rng.choice([0.1, 1.0, 10.0])
+        device = rng.exponential(1.0, n) * (rng.random(n) > 0.3)
+        sync = int(rng.integers(0, n)) if trial % 2 else None
+        tl = P.simulate(host, device, synchronous=False, sync_before=sync)
+        assert tl.step_s == pytest.approx(reference_timeline(host, device, sync), rel=1e-12)
+        assert tl.exposed_host_s.sum() + device.sum() == pytest.approx(tl.step_s, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------- op table
+
+
+def test_math_mode_from_the_input_dtype():
+    assert P.math_mode(("bfloat16", "bfloat16"), "bf16") == "bf16"
+    assert P.math_mode(("int64", "float16"), "fp16") == "fp16"
+    assert P.math_mode(("float32",), "fp32") == "fp32"
+    assert P.math_mode(("float32",), "tf32") == "tf32"
+    assert P.math_mode(("float32",), "bf16") == "fp32"  # an op autocast keeps in fp32
+
+
+def test_conv_backward_picks_its_curve_from_what_it_computes():
+    x, w = (8, 16, 32, 32), (32, 16, 3, 3)
+    go = (8, 32, 32, 32)
+    both = rec("backward", "aten.convolution_backward", "conv", 2, ins=(go, x, w), outs=(x, w, (32,)))
+    weight_only = rec("backward", "aten.convolution_backward", "conv", 2, ins=(go, x, w), outs=(w, (32,)))
+    input_only = rec("backward", "aten.convolution_backward", "conv", 2, ins=(go, x, w), outs=(x,))
+    fwd = rec("forward", "aten.convolution", "conv", 2, ins=(x, w), outs=(go,))
+    table = P.OpTable.from_records([both, weight_only, input_only, fwd])
+    groups = {k: list(v) for k, v in table.compute_groups.items()}
+    assert groups == {("conv_backward", "fp32"): [0], ("conv_bwd_weight", "fp32"): [1],
+                      ("conv_bwd_input", "fp32"): [2], ("conv", "fp32"): [3]}
+    assert list(table.depth) == [16 * 3 * 3] * 4  # C_in / groups x kh x kw = prod(weight.shape[1:])
+
+
+def test_device_times_equal_the_profile_per_op(tiny):
+    """The vectorised pricing is DeviceProfile.device_time_s op by op (on real walks, real profiles)."""
+    from traincost.devices import profile_for
+
+    for name, step in (("resnet", {}), ("inception", {"precision": "bf16", "channels_last": True}),
+                       ("fc", {"optimizer": "adamw"})):
+        walk = traincost.count(tiny[name], batch_size=2, **step).walk
+        table = P.OpTable.from_walk(walk)
+        for profile in (profile_for("cpu"), profile_for("H200"), profile_for("V100")):
+            if step.get("precision") == "bf16" and profile.compute_curve("matmul", "bf16") is None:
+                continue
+            got, _, _ = table.device_times(profile)
+            for i, r in enumerate(walk.records):
+                if r.op_class == "free" or r.host_only:
+                    assert got[i] == 0.0
+                    continue
+                cc = P._compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes) or r.op_class
+                want = profile.device_time_s(cc, P.math_mode(r.input_dtypes, walk.config.precision), r.flops,
+                                             r.bytes, walk.config.channels_last,
+                                             P._depth(r.op_class, r.op, r.input_shapes) or None)
+                assert got[i] == pytest.approx(want, rel=1e-12), (name, profile.name, r.op)
+
+
+def test_cache_tier_only_when_the_whole_step_fits_in_the_cache():
+    curve = dataclasses.replace(mock_profile().memory, cache_bytes=1e9, cache_peak=1e12)
+    profile = dataclasses.replace(mock_profile(), memory=curve)
+    records = [rec("forward", "aten.relu", "elementwise", 0, 5e7, 5e7)]
+    small = P.OpTable.from_records(records, working_set_bytes=10**8)
+    large = P.OpTable.from_records(records, working_set_bytes=10**10)
+    assert small.device_times(profile)[0][0] == pytest.approx(1e-6 + 1e8 / 1e12)  # cache_peak
+    assert large.device_times(profile)[0][0] == pytest.approx(1e-6 + 1e8 / 1e11)  # DRAM peak
+
+
+# ------------------------------------------------------------------------------------------- pricing
+
+
+STEP = [
+    rec("forward", "aten.addmm", "matmul", 2e9, 1e6, 1e6, module="fc"),               # 0
+    rec("forward", "aten.relu", "elementwise", 0, 2e6, 2e6, module="act"),             # 1
+    rec("forward", "aten.view", "free", module="act"),                                  # 2
+    rec("backward", "aten.mm", "matmul", 4e9, 1e6, 1e6, module="fc"),                  # 3
+    rec("backward", "aten.sum", "reduction", 0, 1e6, 4, module="fc"),                  # 4
+    rec("optimizer", "profiler._record_function_enter_new", "free", module="(optimizer)"),            # 5
+    rec("optimizer", "aten._foreach_add_", "optimizer", 0, 2e6, 1e6, module="(optimizer)", n_tensors=2),  # 6
+    rec("optimizer", "aten._local_scalar_dense", "copy", 0, 4, 4, module="(optimizer)", host_only=True),  # 7
+    rec("optimizer", "profiler._record_function_exit", "free", module="(optimizer)"),                # 8
+]
+
+
+def test_price_on_a_mocked_gpu_by_hand():
+    table = P.OpTable.from_records(STEP, param_bytes=10**6)
+    pr = P.price(table, mock_profile("cuda"))
+    device = [1e-5 + 2e9 / 1e12,        # matmul curve: latency + flops / peak
+              1e-6 + 4e6 / 1e11,        # memory curve on bytes read + written
+              0.0,                      # free: no kernel
+              1e-5 + 4e9 / 1e12,
+              2e-6 + (1e6 + 4) / 5e10,  # reduction curve
+              0.0,
+              1e-6 + 3e6 / 1e11,        # foreach: memory curve on a GPU
+              0.0,                      # host-only (CPU step counter)
+              0.0]
+    assert pr.device_s == pytest.approx(device, rel=1e-12)
+    fwd, bwd = 1e-5 * P.HOST_OP_RATIO["forward"], 1e-5 * P.HOST_OP_RATIO["backward"]
+    opt_total = 1e-4 + 1e-6 * 2         # sgd_fixed_s + sgd_per_tensor_s x 2 tensors, over weights 1, 2, 1, 1
+    zero_grad = P.ZERO_GRAD_PER_TENSOR_RATIO * 1e-5 * 2
+    host = [fwd, fwd, fwd, bwd, bwd, opt_total / 5, opt_total * 2 / 5, opt_total / 5, opt_total / 5 + zero_grad]
+    assert pr.host_s == pytest.approx(host, rel=1e-12)
+    assert pr.timeline.step_s == pytest.approx(reference_timeline(host, device), rel=1e-12)
+    assert pr.compute_s == pytest.approx([device[0], 0, 0, device[3], 0, 0, 0, 0, 0])
+    assert pr.memory_s.sum() == pytest.approx(device[1] + device[4] + device[6])
+
+
+def test_price_on_a_mocked_cpu_adds_everything_and_uses_the_optimizer_bytes_constant():
+    table = P.OpTable.from_records(STEP, param_bytes=10**6)
+    pr = P.price(table, mock_profile("cpu"))
+    # the step's kernels: the only region kernel with bytes is the foreach op: sgd_s_per_byte x param bytes
+    assert pr.device_s[6] == pytest.approx(1e-12 * 10**6)
+    assert pr.device_s[0] == pytest.approx(1e-5 + 2e9 / 1e12)
+    assert pr.timeline.step_s == pytest.approx(pr.host_s.sum() + pr.device_s.sum())
+
+
+def test_autocast_forward_ops_use_the_autocast_dispatch_cost():
+    table = P.OpTable.from_records(STEP, precision="bf16", param_bytes=10**6)
+    pr = P.price(table, mock_profile("cuda"))
+    assert pr.host_s[0] == pytest.approx(2e-5 * P.HOST_OP_RATIO["forward"])
+    assert pr.host_s[3] == pytest.approx(1e-5 * P.HOST_OP_RATIO["backward"])
+
+
+def test_fp16_waits_for_the_device_before_the_optimizer_step():
+    table = P.OpTable.from_records(STEP, precision="fp16", param_bytes=10**6)
+    assert table.sync_index == 5
+    pr = P.price(table, mock_profile("cuda"))
+    assert pr.timeline.step_s == pytest.approx(reference_timeline(pr.host_s, pr.device_s, sync_before=5))
+
+
+def test_adam_uses_the_adamw_constants():
+    table = P.OpTable.from_records(STEP, optimizer="adam", param_bytes=10**6)
+    pr = P.price(table, mock_profile("cuda"))
+    zero_grad = P.ZERO_GRAD_PER_TENSOR_RATIO * 1e-5 * 2
+    assert pr.host_s[5:].sum() == pytest.approx(2e-4 + 2e-6 * 2 + zero_grad)
+
+
+def test_breakdown_rows_add_up_to_the_step():
+    table = P.OpTable.from_records(STEP, param_bytes=10**6)
+    pr = P.price(table, mock_profile("cuda"))
+    rows = P.breakdown(table, pr)
+    assert {r["module"] for r in rows} == {"fc", "act", "(optimizer)"}
+    assert sum(r["ms"] for r in rows) == pytest.approx(pr.timeline.step_s * 1e3)
+    assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
+    fc = next(r for r in rows if r["module"] == "fc")
+    assert fc["flops"] == 6e9 and fc["bound"] == "compute" and fc["ops"] == 3
+
+
+# ------------------------------------------------------------------------------------------- API
+
+
+def test_predict_signature_is_the_contract():
+    sig = inspect.signature(traincost.predict)
+    assert list(sig.parameters) == ["model", "device", "batch_size", "input_shape", "precision", "channels_last",
+                                    "optimizer", "epochs", "dataset_size", "gpus"]
+    defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    assert defaults == {"input_shape": None, "precision": "fp32", "channels_last": False, "optimizer": "sgd",
+                        "epochs": None, "dataset_size": None, "gpus": 1}
+    assert all(sig.parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(sig.parameters)[1:])
+    assert "devices" in inspect.signature(traincost.compare).parameters
+    for name in ("predict", "compare", "Estimate", "DeviceProfile"):
+        assert name in traincost.__all__ and hasattr(traincost, name)
+
+
+def test_mocked_profile_gives_a_deterministic_estimate(tiny):
+    profile = mock_profile("cuda")
+    a = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000)
+    b = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000)
+    assert a == b
+    assert isinstance(a, traincost.Estimate)
+    for f in REQUIRED_FIELDS:
+        assert hasattr(a, f)
+    assert a.interval is None
+    assert a.device == {"name": "Mock cuda", "profile_source": "calibrated"}
+    assert a.samples_per_s == pytest.approx(4 / (a.iteration_ms / 1e3))
+    assert a.steps_per_epoch == 250                            # ceil(1000 / 4)
+    assert a.epoch_s == pytest.approx(250 * a.iteration_ms / 1e3)
+    assert a.total_s == pytest.approx(2 * a.epoch_s)
+    assert a.cost_usd == {} and a.prices == []                 # not a catalog GPU: no price
+    assert a.peak_memory_bytes == a.walk_peak_bytes + 1024     # + allocator_overhead_bytes
+    assert a.fits and a.max_batch_size >= 4
+    assert a.bound in ("compute", "memory", "host")
+    assert sum(r["ms"] for r in a.breakdown) == pytest.approx(a.iteration_ms)
+    walk = traincost.count(tiny["vgg"], batch_size=4).walk
+    pr = P.price(P.OpTable.from_walk(walk), profile)
+    assert a.iteration_ms == pytest.approx(pr.timeline.step_s * 1e3)
+
+
+def test_small_batch_is_host_bound_and_large_batch_device_bound(tiny):
+    profile = mock_profile("cuda")
+    small = traincost.predict(tiny["vgg"], device=profile, batch_size=1)
+    large = traincost.predict(tiny["vgg"], device=profile, batch_size=4096)
+    assert small.bound == "host"
+    assert large.bound in ("compute", "memory")
+    assert large.iteration_ms > small.iteration_ms
+
+
+def test_a_batch_that_does_not_fit_is_predicted_with_the_largest_that_fits(tiny):
+    walk = traincost.count(tiny["vgg"], batch_size=64).walk
+    memory = walk.memory.peak_bytes // 2 + P.CUDA_CONTEXT_BYTES + 1024
+    e = traincost.predict(tiny["vgg"], device=mock_profile("cuda", memory_bytes=memory), batch_size=64)
+    assert not e.fits and e.iteration_ms > 0
+    assert e.max_batch_size_exact and 0 < e.max_batch_size < 64
+    usable = memory - P.CUDA_CONTEXT_BYTES - 1024
+    assert traincost.count(tiny["vgg"], batch_size=e.max_batch_size).peak_memory_bytes <= usable
+    assert traincost.count(tiny["vgg"], batch_size=e.max_batch_size + 1).peak_memory_bytes > usable
+    assert any("does not fit" in n for n in e.notes)
+
+
+def test_compare_walks_once_and_prices_each_device(tiny, monkeypatch):
+    import traincost.flopmodel.count as count_module
+
+    calls = []
+    real = count_module.count
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(count_module, "count", counting)
+    estimates = traincost.compare(tiny["resnet"], devices=["H100 SXM", "T4", mock_profile("cuda")], batch_size=8,
+                                  dataset_size=100)
+    assert len(calls) == 1
+    assert [e.device["name"] for e in estimates] == ["H100 SXM5 80GB (datasheet)", "T4 (datasheet)", "Mock cuda"]
+    one = traincost.predict(tiny["resnet"], device="T4", batch_size=8, dataset_size=100)
+    assert estimates[1].iteration_ms == pytest.approx(one.iteration_ms)
+    assert estimates[1].cost_usd == pytest.approx(one.cost_usd)
+    assert traincost.compare(tiny["fc"], devices="A100, L4", batch_size=2)[1].device["name"] == "L4 (datasheet)"
+
+
+def test_prices_and_cost_for_a_catalog_gpu(tiny):
+    e = traincost.predict(tiny["fc"], device="A100 SXM 80GB", batch_size=8, epochs=3, dataset_size=10_000, gpus=2)
+    assert e.cost_usd and set(e.cost_usd) == {p["provider"] for p in e.prices}
+    hours = e.total_s / 3600
+    for p in e.prices:
+        assert e.cost_usd[p["provider"]] == pytest.approx(hours * p["usd_per_gpu_hour"] * 2)
+        assert p["source_date"] and p["source"]
+    assert e.steps_per_epoch == math.ceil(10_000 / (8 * 2))
+    assert e.samples_per_s == pytest.approx(16 / (e.iteration_ms / 1e3))
+    only = P.with_provider(e, e.prices[0]["provider"].upper())
+    assert list(only.cost_usd) == [e.prices[0]["provider"]]
+    with pytest.raises(TraincostUsageError, match="no price from provider"):
+        P.with_provider(e, "no such cloud")
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"device": "V100", "precision": "bf16"}, "bf16"),
+    ({"device": "T4", "precision": "bf16"}, "bf16"),
+    ({"device": "cpu", "precision": "tf32"}, "tf32"),
+    ({"device": "Z9000 Ultra"}, "unknown GPU"),
+    ({"device": "A100", "epochs": -1, "dataset_size": 10}, "epochs"),
+    ({"device": "A100", "dataset_size": -10}, "dataset_size"),
+    ({"device": "A100", "gpus": 0}, "gpus"),
+    ({"device": "cpu", "gpus": 2}, "GPU"),
+    ({"device": "A100", "precision": "fp8"}, "precision"),
+    ({"device": 3}, "device"),
+])
+def test_bad_input_is_a_usage_error(tiny, kwargs, pattern):
+    with pytest.raises(TraincostUsageError, match=pattern):
+        traincost.predict(tiny["fc"], batch_size=2, **kwargs)
+
+
+def test_compare_names_every_device_it_cannot_use(tiny):
+    with pytest.raises(TraincostUsageError) as info:
+        traincost.compare(tiny["fc"], devices=["V100", "A100", "T4"], batch_size=2, precision="bf16")
+    assert "V100" in str(info.value) and "T4" in str(info.value)
+    with pytest.raises(TraincostUsageError, match="empty"):
+        traincost.compare(tiny["fc"], devices=[], batch_size=2)
+
+
+def test_the_estimate_serialises_to_plain_json(tiny):
+    import json
+
+    e = traincost.predict(tiny["inception"], device="H200", batch_size=2, precision="bf16", channels_last=True,
+                          optimizer="adamw", dataset_size=50)
+    d = json.loads(json.dumps(e.to_dict(), allow_nan=False))
+    for f in REQUIRED_FIELDS:
+        assert f in d
+    assert d["device"]["profile_source"] == "calibrated"
+    assert {"module", "ms", "bound", "flops", "bytes"} <= set(d["breakdown"][0])
