@@ -576,9 +576,10 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     err = Console(stderr=True)
-    if dev.type == "cpu" and hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
-        err.print(f"[yellow]warning: the machine is busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): "
-                  "CPU timings will be slower than on an idle machine (host_loadavg records it per row)[/]")
+    if (dev.type == "cpu" and settings.quiet_wait_s == 0 and hasattr(os, "getloadavg")
+            and os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1)):
+        err.print(f"[yellow]warning: the machine is busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs) "
+                  "and --quiet-wait is 0: CPU timings will be slower than on an idle machine[/]", soft_wrap=True)
     bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
                    disable=not err.is_terminal)
