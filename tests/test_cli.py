@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from traincost.cli import main
+from cli_helpers import assert_one_line_error, run, run_json
 
 CONTRACT_KEYS = {"params", "flops", "bytes", "peak_memory_bytes", "ops", "unpriced_ops", "layers"}
 
 TINY_VGG = ["vgg", "--blocks", "2", "--convs-per-block", "1", "--filters", "8", "--dense-layers", "1",
             "--dense-width", "32", "--input-size", "32", "--classes", "10"]
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def run_json(*args: str) -> dict:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    assert result.stderr == ""
-    return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, exit_code: int, *fragments: str) -> str:
-    """Exit code, one line on stderr starting with ``Error:``, nothing on stdout, no traceback."""
-    assert result.exit_code == exit_code, (result.exit_code, result.output)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------

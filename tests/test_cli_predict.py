@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
-from click.testing import CliRunner
 
-from traincost.cli import main
+from cli_helpers import assert_one_line_error, run, run_json
 from traincost.devices import DeviceProfile, save_profile
 
 JSON_KEYS = {"iteration_ms", "samples_per_s", "epoch_s", "total_s", "peak_memory_bytes", "fits", "max_batch_size",
@@ -17,27 +15,6 @@ JSON_KEYS = {"iteration_ms", "samples_per_s", "epoch_s", "total_s", "peak_memory
 TINY_VGG = ["vgg", "--blocks", "2", "--convs-per-block", "1", "--filters", "8", "--dense-layers", "1",
             "--dense-width", "32", "--input-size", "32", "--classes", "10"]
 TINY_FC = ["fc", "--input-features", "32", "--hidden-layers", "2", "--hidden-width", "16", "--classes", "10"]
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def run_json(*args: str):
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    assert result.stderr == ""
-    return json.loads(result.stdout)
-
-
-def assert_error(result, exit_code: int, *fragments: str) -> str:
-    assert result.exit_code == exit_code, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------- predict
@@ -149,15 +126,15 @@ def test_compare_without_a_dataset_sorts_by_step_time():
 
 
 def test_unknown_gpu_lists_close_names():
-    line = assert_error(run("predict", *TINY_FC, "--device", "A1000", "--batch-size", "2"), 2, "unknown GPU")
+    line = assert_one_line_error(run("predict", *TINY_FC, "--device", "A1000", "--batch-size", "2"), 2, "unknown GPU")
     assert "did you mean" in line or "catalog models" in line
-    assert_error(run("compare", *TINY_FC, "--gpus", "A100,H1000", "--batch-size", "2"), 2, "H1000")
+    assert_one_line_error(run("compare", *TINY_FC, "--gpus", "A100,H1000", "--batch-size", "2"), 2, "H1000")
 
 
 def test_bf16_on_a_gpu_without_it():
-    assert_error(run("predict", *TINY_FC, "--device", "V100", "--batch-size", "2", "--precision", "bf16"), 2,
+    assert_one_line_error(run("predict", *TINY_FC, "--device", "V100", "--batch-size", "2", "--precision", "bf16"), 2,
                  "bf16", "V100")
-    assert_error(run("compare", *TINY_FC, "--gpus", "A100,T4", "--batch-size", "2", "--precision", "bf16"), 2,
+    assert_one_line_error(run("compare", *TINY_FC, "--gpus", "A100,T4", "--batch-size", "2", "--precision", "bf16"), 2,
                  "T4")
 
 
@@ -173,10 +150,10 @@ def test_bad_run_parameters(extra, fragment):
     args = ["predict", *TINY_FC, "--device", "A100"]
     if "--batch-size" not in extra:
         args += ["--batch-size", "2"]
-    assert_error(run(*args, *extra), 2, fragment)
+    assert_one_line_error(run(*args, *extra), 2, fragment)
 
 
 def test_missing_device_and_gpus_options_are_usage_errors():
     assert run("predict", *TINY_FC, "--batch-size", "2").exit_code == 2
     assert run("compare", *TINY_FC, "--batch-size", "2").exit_code == 2
-    assert_error(run("compare", *TINY_FC, "--gpus", " , ", "--batch-size", "2"), 2, "--gpus")
+    assert_one_line_error(run("compare", *TINY_FC, "--gpus", " , ", "--batch-size", "2"), 2, "--gpus")

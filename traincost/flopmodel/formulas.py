@@ -802,7 +802,7 @@ def _pool(spatial_dims: int, kind: str) -> Formula:
     """kind: 'max' (kernel compares per output), 'avg' (kernel adds + 1 divide per output)."""
 
     def formula(args, kwargs, out):
-        x = _tensor(args[0], "pool input")
+        _tensor(args[0], "pool input")  # checks the argument; the cost follows the output
         window = _window(args, kwargs, 1, spatial_dims)
         y = _tensor(_first_tensor(out), "pool output")
         per_out = window if kind == "max" else window + 1
@@ -970,7 +970,7 @@ def _nll_backward(args, kwargs, out):
     only for its shape. grad_input is written in full (zero fill + scatter).
     """
     go = _tensor(args[0], "grad_output")
-    x = _tensor(args[1], "nll input")
+    _tensor(args[1], "nll input")  # checks the argument: only its shape matters, and the output has it
     t = _tensor(args[2], "nll target")
     w = _get(args, kwargs, 3, "weight")
     weighted = isinstance(w, TensorInfo)
