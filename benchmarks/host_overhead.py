@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from traincost import resolve
-from traincost.calibrate.steps import _loss, _optimizer, build_on
+from traincost.calibrate.steps import _loss, build_on
+from traincost.flopmodel.walker import make_optimizer
 from traincost.devices import profile_for
 from traincost.flopmodel.count import count
 from traincost.predict import OpTable
@@ -57,7 +58,7 @@ def measure(name: str, params: dict, batch: int, optimizer: str, repeats: int, p
     spec = resolve(name, params=params)
     dev = torch.device("cpu")
     model = build_on(spec, dev).train()
-    opt = _optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
     x = torch.randn((batch, *spec.sample_shape()))
     y = torch.randint(0, 1000, (batch,))
     state = {}

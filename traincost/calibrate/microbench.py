@@ -67,6 +67,7 @@ from traincost.devices import (
     summarize_spread,
 )
 from traincost.errors import TraincostError, TraincostUsageError
+from traincost.flopmodel.walker import make_optimizer
 
 __all__ = ["ProgressFn", "calibrate", "device_name", "device_slug", "parse_device", "plan_size", "refit"]
 
@@ -605,10 +606,7 @@ def _optimizer_point(run: _Run, opt: str, list_name: str) -> dict[str, Any]:
     params = [torch.nn.Parameter(_randn(s, torch.float32, run.dev)) for s in shapes]
     for p in params:
         p.grad = _randn(tuple(p.shape), torch.float32, run.dev)
-    if opt == "sgd":
-        optim = torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=True)
-    else:
-        optim = torch.optim.AdamW(params, lr=1e-3, foreach=True)
+    optim = make_optimizer(opt, params)  # exactly the optimizer the walker prices
     for _ in range(2):  # state initialisation
         optim.step()
     run.timer.sync()

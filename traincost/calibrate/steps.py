@@ -8,7 +8,6 @@ and max step time and, on CUDA, the peak memory the caching allocator handed out
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from traincost.flopmodel.arch import ArchSpec
-from traincost.flopmodel.walker import StepConfig
+from traincost.flopmodel.walker import StepConfig, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,6 @@ class StepTiming:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _optimizer(name: str, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=1e-3, foreach=True)
-    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, foreach=True)
 
 
 def _loss(output: Any, target: torch.Tensor) -> torch.Tensor:
@@ -73,7 +64,7 @@ def measure_step(model: nn.Module, sample_shape: tuple[int, ...], config: StepCo
     if config.channels_last and len(sample_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _optimizer(config.optimizer, params)
+    opt = make_optimizer(config.optimizer, params)
     fmt = torch.channels_last if config.channels_last and len(sample_shape) == 3 else torch.contiguous_format
     x = torch.randn((config.batch_size, *sample_shape), device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 1000, (config.batch_size,), device=device)
@@ -114,7 +105,3 @@ def measure_step(model: nn.Module, sample_shape: tuple[int, ...], config: StepCo
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
     return StepTiming(statistics.median(times), min(times), max(times), len(times), peak)
-
-
-def nan_timing() -> StepTiming:
-    return StepTiming(math.nan, math.nan, math.nan, 0, None)

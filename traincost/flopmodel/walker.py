@@ -277,7 +277,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _make_optimizer(name: str, params: list[torch.Tensor], foreach: bool) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: list[torch.Tensor], foreach: bool = True) -> torch.optim.Optimizer:
+    """The optimizer a step uses (walked here, measured by ``calibrate.steps``): one definition for both."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=foreach)
     if name == "adam":
@@ -329,7 +330,7 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     trainable = [p for p in params.values() if p.requires_grad]
     if not trainable:
         raise ModelBuildError("the model has no trainable parameters")
-    optimizer = _make_optimizer(config.optimizer, trainable, config.foreach)
+    optimizer = make_optimizer(config.optimizer, trainable, config.foreach)
     for p in trainable:  # one unrecorded step creates the optimizer state (momentum, moments)
         p.grad = torch.empty_like(p)
     optimizer.step()
