@@ -1,8 +1,11 @@
 """How accurate traincost's predictions are: measured training steps against predicted ones. Asserts nothing.
 
-    python benchmarks/accuracy.py [--section cpu|h200|public|all] [--remeasure] [--rows]
+    python benchmarks/accuracy.py [--section cpu|h200|public|all] [--remeasure]
 
-Three tables, each with per-row errors and the median / p90 absolute percentage error (APE):
+Three tables, each with per-row errors and the median / p90 absolute percentage error (APE). The cpu
+and h200 tables show the analytic model alone and ``traincost.predict``'s default (the analytic model x
+the shipped learned correction, :mod:`traincost.correction`); the public table the analytic model alone
+(its rows are priced op by op, some without the optimizer step, which the correction was not fitted on).
 
 1. **cpu**: real training steps on this machine's CPU (``traincost.calibrate.steps.build_on`` +
    ``measure_step``: warm-up, then the median of timed steps), small torchvision models and the four
@@ -95,7 +98,7 @@ def ape_summary(errors_pct: list[float] | np.ndarray) -> tuple[float, float]:
     return float(np.median(a)), float(np.percentile(a, 90))
 
 
-def _print_table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> None:
+def print_table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> None:
     """columns: (key, header, format)."""
     cells = [[(format(v, fmt) if fmt and isinstance(v, (int, float, np.floating, np.integer))
                and not (isinstance(v, float) and math.isnan(v)) else str(v)) for (k, _, fmt), v in
@@ -108,6 +111,11 @@ def _print_table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> No
 
 
 def _summary_lines(frame: pd.DataFrame, by: str | None = None) -> None:
+    if "analytic_err_pct" in frame:
+        med, p90 = ape_summary(frame["analytic_err_pct"])
+        print(f"analytic model alone: rows {len(frame)}: median APE {med:.1f} %, p90 APE {p90:.1f} %, "
+              f"median signed error {frame['analytic_err_pct'].median():+.1f} %")
+        print("with the learned correction (traincost.predict's default):")
     med, p90 = ape_summary(frame["err_pct"])
     print(f"rows {len(frame)}: median APE {med:.1f} %, p90 APE {p90:.1f} %, "
           f"median signed error {frame['err_pct'].median():+.1f} %")
@@ -124,7 +132,14 @@ def _spec(model: str, params: dict[str, Any], input_shape: str | None):
     return resolve(model, params=params or None, input_shape=input_shape)
 
 
-def _short(label: str, n: int = 44) -> str:
+def _errors(res: pd.DataFrame) -> pd.DataFrame:
+    """Signed percentage errors of the corrected (``predicted_ms``) and analytic predictions."""
+    res["err_pct"] = (res["predicted_ms"] / res["measured_ms"] - 1) * 100
+    res["analytic_err_pct"] = (res["analytic_ms"] / res["measured_ms"] - 1) * 100
+    return res
+
+
+def short_label(label: str, n: int = 44) -> str:
     label = label.replace("torchvision.models.vision_transformer:VisionTransformer", "vit_tiny")
     return label if len(label) <= n else label[: n - 1] + "…"
 
@@ -197,7 +212,7 @@ def measure_cpu(path: Path) -> pd.DataFrame:
                      "other_cpu_s_per_s": round(other, 3),
                      "threads": threads, "device": cpu_model(), "torch": torch.__version__,
                      "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-        print(f"  measured {i}/{len(CPU_CASES)} {_short(spec.label)} b{batch} {opt}: {t.median_ms:.2f} ms "
+        print(f"  measured {i}/{len(CPU_CASES)} {short_label(spec.label)} b{batch} {opt}: {t.median_ms:.2f} ms "
               f"(load {load:.2f}, others {other:.2f} CPU s/s)", file=sys.stderr)
     frame = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,15 +236,15 @@ def section_cpu(remeasure: bool) -> pd.DataFrame:
         spec = ArchSpec.from_dict(json.loads(r["spec"]))
         e = predict(spec, device="cpu", batch_size=int(r["batch_size"]), precision=r["precision"],
                     channels_last=bool(r["channels_last"]), optimizer=r["optimizer"])
-        out.append({"model": _short(spec.label), "batch": int(r["batch_size"]), "opt": r["optimizer"],
+        out.append({"model": short_label(spec.label), "batch": int(r["batch_size"]), "opt": r["optimizer"],
                     "measured_ms": float(r["median_ms"]), "predicted_ms": e.iteration_ms,
-                    "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
+                    "analytic_ms": e.analytic_ms, "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
                     "others": r.get("other_cpu_s_per_s", math.nan)})
-    res = pd.DataFrame(out)
-    res["err_pct"] = (res["predicted_ms"] / res["measured_ms"] - 1) * 100
+    res = _errors(pd.DataFrame(out))
     print(f"\n== 1. CPU: measured on this machine ({path.name}), predicted with the shipped CPU profile ==")
-    _print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("opt", "opt", ""),
-                       ("measured_ms", "measured ms", ".2f"), ("predicted_ms", "predicted ms", ".2f"),
+    print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("opt", "opt", ""),
+                       ("measured_ms", "measured ms", ".2f"), ("analytic_ms", "analytic ms", ".2f"),
+                       ("analytic_err_pct", "error %", "+.1f"), ("predicted_ms", "corrected ms", ".2f"),
                        ("err_pct", "error %", "+.1f"), ("host_ms", "host ms", ".2f"),
                        ("device_ms", "device ms", ".2f"), ("bound", "bound", ""),
                        ("others", "others", ".2f")])
@@ -254,17 +269,17 @@ def section_h200() -> pd.DataFrame:
         spec = ArchSpec.from_dict(json.loads(r["spec"]))
         e = predict(spec, device=profile, batch_size=int(r["batch_size"]), precision=r["precision"],
                     channels_last=bool(r["channels_last"]), optimizer=r["optimizer"])
-        out.append({"model": _short(r["model"], 36), "batch": int(r["batch_size"]), "precision": r["precision"],
+        out.append({"model": short_label(r["model"], 36), "batch": int(r["batch_size"]), "precision": r["precision"],
                     "cl": "y" if r["channels_last"] else "n", "opt": r["optimizer"],
                     "measured_ms": float(r["median_ms"]), "predicted_ms": e.iteration_ms,
-                    "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
+                    "analytic_ms": e.analytic_ms, "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
                     "mem_err_pct": (e.peak_memory_bytes / float(r["measured_peak_bytes"]) - 1) * 100})
-    res = pd.DataFrame(out)
-    res["err_pct"] = (res["predicted_ms"] / res["measured_ms"] - 1) * 100
+    res = _errors(pd.DataFrame(out))
     print(f"\n== 2. H200: {H200_MODELS.name}, predicted with the calibrated h200.json profile ==")
-    _print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("precision", "prec", ""),
+    print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("precision", "prec", ""),
                        ("cl", "cl", ""), ("opt", "opt", ""), ("measured_ms", "measured ms", ".2f"),
-                       ("predicted_ms", "predicted ms", ".2f"), ("err_pct", "error %", "+.1f"),
+                       ("analytic_ms", "analytic ms", ".2f"), ("analytic_err_pct", "error %", "+.1f"),
+                       ("predicted_ms", "corrected ms", ".2f"), ("err_pct", "error %", "+.1f"),
                        ("host_ms", "host ms", ".2f"), ("device_ms", "device ms", ".2f"), ("bound", "bound", ""),
                        ("mem_err_pct", "peak mem err %", "+.1f")])
     _summary_lines(res, "precision")
@@ -318,7 +333,7 @@ _PUBLIC_MODELS = {
 _NO_OPTIMIZER_UNITS = ("no optimizer step", "forward+backward")
 
 
-def _public_model(name: str) -> tuple[str, str | None] | None:
+def public_model(name: str) -> tuple[str, str | None] | None:
     if name in _PUBLIC_MODELS:
         return _PUBLIC_MODELS[name]
     m = re.match(r"^([A-Za-z0-9_\-]+) \(torchvision\)$", name)
@@ -327,7 +342,7 @@ def _public_model(name: str) -> tuple[str, str | None] | None:
     return None
 
 
-def _public_gpu(text: str) -> str | None:
+def public_gpu(text: str) -> str | None:
     from traincost.catalog import resolve_gpu
     from traincost.errors import TraincostUsageError
 
@@ -340,7 +355,7 @@ def _public_gpu(text: str) -> str | None:
         return None
 
 
-def _public_precision(row: pd.Series) -> tuple[str, bool] | None:
+def public_precision(row: pd.Series) -> tuple[str, bool] | None:
     p = str(row["precision"]).upper()
     detail = str(row.get("precision_detail", "")).lower()
     if p == "TF32":
@@ -364,9 +379,9 @@ def section_public() -> pd.DataFrame:
     walks: dict[tuple, Any] = {}
     out, skipped = [], {}
     for _, r in frame.iterrows():
-        model = _public_model(str(r["model"]))
-        gpu = _public_gpu(str(r["gpu"]))
-        prec = _public_precision(r)
+        model = public_model(str(r["model"]))
+        gpu = public_gpu(str(r["gpu"]))
+        prec = public_precision(r)
         batch = r["batch_size_per_gpu"]
         unit = str(r["unit"])
         why = None
@@ -400,7 +415,7 @@ def section_public() -> pd.DataFrame:
         profile = profile_for(gpu)
         pricing = price(fwd_bwd if no_opt else full, profile)
         out.append({"row": int(r["row_id"]), "source": str(r["source"]).split(" ")[0].split("/")[0][:10],
-                    "model": _short(str(r["model"]).replace(" (NVIDIA DLE)", " DLE"), 30), "gpu": gpu,
+                    "model": short_label(str(r["model"]).replace(" (NVIDIA DLE)", " DLE"), 30), "gpu": gpu,
                     "precision": precision + ("+cl" if cl else ""), "batch": batch,
                     "scope": "fwd+bwd" if no_opt else "step",
                     "measured_ms": measured_ms, "predicted_ms": pricing.timeline.step_s * 1e3,
@@ -412,7 +427,7 @@ def section_public() -> pd.DataFrame:
           "u39kun rows are fwd+bwd without the optimizer step (predicted without it) and their FP16 is "
           "model.half() (predicted as fp16 autocast); aisensiy times a host->device copy too")
     print("left out: " + ", ".join(f"{k} ({v})" for k, v in sorted(skipped.items())))
-    _print_table(res, [("row", "row", "d"), ("source", "source", ""), ("model", "model", ""), ("gpu", "gpu", ""),
+    print_table(res, [("row", "row", "d"), ("source", "source", ""), ("model", "model", ""), ("gpu", "gpu", ""),
                        ("precision", "prec", ""), ("batch", "batch", "d"), ("scope", "scope", ""),
                        ("measured_ms", "measured ms", ".1f"), ("predicted_ms", "predicted ms", ".1f"),
                        ("err_pct", "error %", "+.1f"), ("host_ms", "host ms", ".1f"),
@@ -438,8 +453,12 @@ def main() -> None:
         results["public"] = section_public()
     print("\n== summary (targets: median <= 25 %, p90 <= 60 % on CPU and public GPU rows) ==")
     for name, res in results.items():
+        if "analytic_err_pct" in res:
+            m, p = ape_summary(res["analytic_err_pct"])
+            print(f"{name:<7} rows {len(res):>3}  analytic   median APE {m:5.1f} %  p90 APE {p:5.1f} %")
         m, p = ape_summary(res["err_pct"])
-        print(f"{name:<7} rows {len(res):>3}  median APE {m:5.1f} %  p90 APE {p:5.1f} %")
+        what = "corrected" if "analytic_err_pct" in res else "analytic "
+        print(f"{name:<7} rows {len(res):>3}  {what}  median APE {m:5.1f} %  p90 APE {p:5.1f} %")
 
 
 if __name__ == "__main__":

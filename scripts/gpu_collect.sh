@@ -1,33 +1,57 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU: calibrate the device, then measure real training steps.
-# Everything lands in $OUT (the device tool's return folder) or ./out; each part has its own time
-# guard and writes as it goes, so a part that fails or runs out of time loses nothing already measured.
+# One prepared run on a lent GPU (issue 7): calibrate the device, then sweep real training steps of the
+# four generated families with `traincost bench` (the seed's one-factor grids, then a random Sobol plan:
+# batch 1-1024, fp32 / tf32 / bf16 / fp16 autocast, NCHW / channels_last, SGD / Adam / AdamW), and
+# optionally real torchvision models for validation. Everything lands in one folder, $OUT (the device
+# tool's return folder) or ./out, ready to commit; `traincost fit` then runs on the CPU.
 #
-#   OUT=/tmp/out bash scripts/gpu_collect.sh [calibrate_s] [models_min] [random_min] [random_count]
+#   OUT=/tmp/out bash scripts/gpu_collect.sh [calibrate_s] [seed_min] [random_min] [random_count] [models_min]
 #
-# Tested on CPU with TRAINCOST_DEVICE=cpu and tiny limits before any GPU minute is spent.
+# Defaults fit 9 minutes: calibrate <= 150 s, seed <= 2.5 min, random <= 3.5 min (>= 300 configurations
+# on an H200), models 0 (off). Each part has its own time guard (`--budget-minutes` stops a sweep between
+# configurations, `timeout` backs it up) and writes row by row (fsynced), so a part that fails or runs out
+# of time loses nothing already measured; a second run with the same OUT resumes (`--resume`).
+# Only torch, numpy, pandas, click and traincost are needed here (xgboost is imported by `fit` only).
+# Tested on CPU first: TRAINCOST_DEVICE=cpu OUT=/tmp/gout bash scripts/gpu_collect.sh 60 0.3 0.3 8
 set -u
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 DEVICE=${TRAINCOST_DEVICE:-cuda}
-CAL_S=${1:-170}
-MODELS_MIN=${2:-2.5}
+CAL_S=${1:-150}
+SEED_MIN=${2:-2.5}
 RANDOM_MIN=${3:-3.5}
-RANDOM_N=${4:-400}
+RANDOM_N=${4:-600}
+MODELS_MIN=${5:-0}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+TC="python3 -m traincost.cli"
 start=$(date +%s)
+elapsed() { echo $(( $(date +%s) - start )); }
+guard() { python3 -c "print(int(60 * $1 + 45))"; }
 { nvidia-smi || true; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"; } > "$OUT/env.txt" 2>&1
 QUICK=""
-TINY=""
-[ "$DEVICE" = cpu ] && QUICK="--quick" && TINY="--tiny"
-timeout "$CAL_S" python3 -m traincost.cli calibrate --device "$DEVICE" $QUICK -o "$OUT/profile.json" > "$OUT/calibrate.log" 2>&1
-echo "calibrate exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
-timeout $(python3 -c "print(int(60 * $MODELS_MIN + 60))") python3 scripts/measure_steps.py --device "$DEVICE" \
-  --out "$OUT/steps-models.csv" --plan models $TINY --budget-minutes "$MODELS_MIN" > "$OUT/steps-models.log" 2>&1
-echo "models exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
-timeout $(python3 -c "print(int(60 * $RANDOM_MIN + 60))") python3 scripts/measure_steps.py --device "$DEVICE" \
-  --out "$OUT/steps-random.csv" --plan random --count "$RANDOM_N" --seed 2026 --repeats 5 \
-  --budget-minutes "$RANDOM_MIN" > "$OUT/steps-random.log" 2>&1
-echo "random exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
-tail -3 "$OUT"/*.log >> "$OUT/summary.txt" 2>/dev/null
+[ "$DEVICE" = cpu ] && QUICK="--quick"
+timeout "$CAL_S" $TC calibrate --device "$DEVICE" $QUICK -o "$OUT/profile.json" > "$OUT/calibrate.log" 2>&1
+echo "calibrate exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+PROFILE=()
+[ -s "$OUT/profile.json" ] && PROFILE=(--profile "$OUT/profile.json")  # analytic_ms from the fresh profile
+LIMIT=()
+[ "$DEVICE" = cpu ] && LIMIT=(--limit 6 --quiet-wait 5)  # the CPU dry run: a few seed configurations
+timeout "$(guard "$SEED_MIN")" $TC bench --device "$DEVICE" --plan seed "${LIMIT[@]}" "${PROFILE[@]}" \
+  --budget-minutes "$SEED_MIN" --resume --out "$OUT/bench-seed.csv" > "$OUT/bench-seed.log" 2>&1
+echo "bench seed exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+QW=()
+[ "$DEVICE" = cpu ] && QW=(--quiet-wait 5)
+timeout "$(guard "$RANDOM_MIN")" $TC bench --device "$DEVICE" --plan random --limit "$RANDOM_N" --seed 2026 \
+  "${QW[@]}" "${PROFILE[@]}" --budget-minutes "$RANDOM_MIN" --resume --out "$OUT/bench-random.csv" > "$OUT/bench-random.log" 2>&1
+echo "bench random exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+if python3 -c "import sys; sys.exit(0 if float('$MODELS_MIN') > 0 else 1)"; then
+  TINY=()
+  [ "$DEVICE" = cpu ] && TINY=(--tiny)
+  timeout "$(guard "$MODELS_MIN")" python3 scripts/measure_steps.py --device "$DEVICE" --out "$OUT/steps-models.csv" \
+    --plan models "${TINY[@]}" --budget-minutes "$MODELS_MIN" > "$OUT/steps-models.log" 2>&1
+  echo "models exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+fi
+$TC merge "$OUT"/bench-seed.csv "$OUT"/bench-random.csv -o "$OUT/bench-all.csv" >> "$OUT/summary.txt" 2>&1
+echo "merged exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+tail -n 3 "$OUT"/*.log >> "$OUT/summary.txt" 2>/dev/null
 exit 0

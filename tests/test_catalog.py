@@ -232,3 +232,48 @@ def test_prices_for_gpu_without_prices_is_empty():
 def test_prices_for_unknown_gpu_raises():
     with pytest.raises(TraincostUsageError):
         prices_for("H1000")
+
+
+# ---------------------------------------------------------------- links (data parallel)
+
+
+def test_every_link_has_a_rate_a_factor_and_sources():
+    from traincost.catalog import load_links
+
+    links = load_links()
+    assert {"nvlink2", "nvlink3", "nvlink4", "nvlink5", "pcie3", "pcie4", "pcie5", "ib-edr", "ib-hdr", "ib-ndr",
+            "eth-100g", "eth-200g", "eth-400g"} <= {link.key for link in links}
+    for link in links:
+        assert link.gb_s > 0 and 0 < link.achieved_factor <= 1 and link.hop_latency_us > 0
+        assert link.source and link.achieved_source and re.fullmatch(r"\d{4}-\d{2}-\d{2}", link.source_date)
+        assert link.busbw_bytes_per_s == link.gb_s * 1e9 * link.achieved_factor
+
+
+def test_link_rates_by_hand():
+    from traincost.catalog import resolve_link
+
+    assert resolve_link("nvlink4").gb_s == 450  # 18 links x 25 GB/s per direction
+    assert resolve_link("PCIe 4").gb_s == 31.5  # 16 GT/s x 16 lanes x 128/130 / 8
+    assert resolve_link("HDR").gb_s == 25  # 200 Gb/s / 8
+    assert resolve_link("ib-hdr", kind="network").kind == "network"
+    with pytest.raises(TraincostUsageError, match="unknown network link"):
+        resolve_link("nvlink4", kind="network")
+    with pytest.raises(TraincostUsageError, match="ib-hdr"):
+        resolve_link("token ring")
+
+
+@pytest.mark.parametrize("gpu, link", [("H100 SXM", "nvlink4"), ("H200", "nvlink4"), ("A100 SXM 80GB", "nvlink3"),
+                                       ("V100", "nvlink2"), ("B200", "nvlink5"), ("A100 PCIe", "pcie4"),
+                                       ("H100 PCIe", "pcie5"), ("T4", "pcie3"), ("L4", "pcie4"),
+                                       ("MI300X", "infinity-fabric"), ("K80", "pcie3")])
+def test_intra_node_link_of_catalog_gpus(gpu, link):
+    from traincost.catalog import intra_node_link
+
+    assert intra_node_link(resolve_gpu(gpu)).key == link
+
+
+def test_every_catalog_gpu_has_an_intra_node_link():
+    from traincost.catalog import intra_node_link
+
+    for g in GPUS:
+        assert intra_node_link(g).kind in ("nvlink", "pcie")

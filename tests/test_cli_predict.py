@@ -26,7 +26,8 @@ def test_predict_json_contract():
     assert JSON_KEYS <= set(out)
     assert set(out["device"]) == {"name", "profile_source"}
     assert out["device"] == {"name": "A100 SXM4 80GB (datasheet)", "profile_source": "datasheet"}
-    assert out["interval"] is None
+    assert out["interval"]["low_ms"] < out["iteration_ms"] < out["interval"]["high_ms"]  # the analytic errors
+    assert out["correction"]["model"] is None and out["iteration_ms"] == out["analytic_ms"]  # no model for an A100
     assert out["bound"] in ("compute", "memory", "host")
     assert out["fits"] is True and out["max_batch_size"] >= 16
     assert out["samples_per_s"] == pytest.approx(16 / (out["iteration_ms"] / 1e3))
@@ -37,7 +38,7 @@ def test_predict_json_contract():
     assert all(p["source_date"] and p["source"] for p in out["prices"])
     row = out["breakdown"][0]
     assert {"module", "ms", "bound", "flops", "bytes"} <= set(row)
-    assert sum(r["ms"] for r in out["breakdown"]) == pytest.approx(out["iteration_ms"])
+    assert sum(r["ms"] for r in out["breakdown"]) == pytest.approx(out["analytic_ms"])  # layers: analytic
 
 
 def test_predict_on_cpu_and_a_provider():

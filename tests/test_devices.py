@@ -338,3 +338,55 @@ def test_shipped_profiles_match_the_current_fitter():
         assert close(again.compute, p.compute), p.name
         assert close(again.memory, p.memory) and close(again.reduction, p.reduction), p.name
         assert close(again.optimizer, p.optimizer) and close(again.dispatch_s, p.dispatch_s), p.name
+
+
+# ------------------------------------------------------------------ depth kinds and kernel curves
+
+
+def test_curve_depth_kind_round_trips_and_is_validated(tmp_path):
+    curve = Curve(1e12, 1e-5, k_half=64.0, depth_kind="positions")
+    assert curve.to_dict() == {"peak": 1e12, "latency_s": 1e-5, "k_half": 64.0, "depth_kind": "positions"}
+    assert "depth_kind" not in Curve(1e12, 1e-5, k_half=64.0).to_dict()  # the default stays implicit
+    with pytest.raises(ValueError, match="depth_kind"):
+        Curve(1e12, 1e-5, k_half=1.0, depth_kind="width")
+    p = _profile(kernels={"native_batch_norm": {"fp32": Curve(2e9, 1e-6), "bf16_channels_last": Curve(1e9, 2e-6)}},
+                 compute={"matmul": {"fp32": Curve(1e11, 5e-6)}, "conv": {"fp32": curve}})
+    again = load_profile(save_profile(p, tmp_path / "p.json"))
+    assert again.kernels == p.kernels and again.compute["conv"]["fp32"].depth_kind == "positions"
+    data = json.loads((tmp_path / "p.json").read_text())
+    data["compute"]["conv"]["fp32"]["depth_kind"] = "width"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"compute\.conv\.fp32\.depth_kind"):
+        load_profile(tmp_path / "bad.json")
+
+
+def test_kernel_curve_fallbacks():
+    bn = {"fp32": Curve(2e9, 1e-6), "fp32_channels_last": Curve(3e9, 1e-6), "bf16": Curve(1e9, 1e-6)}
+    p = _profile(kernels={"native_batch_norm": bn})
+    assert p.kernel_curve("aten.native_batch_norm", "fp32") is bn["fp32"]
+    assert p.kernel_curve("native_batch_norm", "fp32", channels_last=True) is bn["fp32_channels_last"]
+    assert p.kernel_curve("native_batch_norm", "bf16", channels_last=True) is bn["bf16"]
+    assert p.kernel_curve("native_batch_norm", "fp16", channels_last=True) is bn["fp32_channels_last"]
+    assert p.kernel_curve("max_pool2d_with_indices", "fp32") is None
+    # device_time_s reads the op's curve for the memory term
+    assert p.device_time_s("norm", "fp32", 0, 4e6, op="aten.native_batch_norm") == pytest.approx(1e-6 + 4e6 / 2e9)
+    assert p.device_time_s("norm", "fp32", 0, 4e6) == pytest.approx(p.memory.time_s(4e6))
+
+
+def test_fit_chooses_the_depth_dimension_that_explains_the_times():
+    """Synthetic conv weight-gradient times whose rate depends on N x H_out x W_out only: the fit keeps the
+    ``positions`` depth term and recovers its constants."""
+    from traincost.calibrate.microbench import _fit
+
+    rows = []
+    for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7), (512, 2), (256, 4), (64, 16)):
+        for batch in (1, 4, 16):
+            work = 2 * batch * c * c * 9 * hw * hw
+            positions = batch * hw * hw
+            t = 1e-5 + work / (2e11 * positions / (positions + 300))
+            rows.append({"pass": "bwd_weight", "work": work, "median_s": t,
+                         "shape": {"batch": batch, "c_in": c, "c_out": c, "hw": hw, "kernel": 3, "stride": 1}})
+    curve, report = _fit(rows, cache_tier=False)
+    assert curve.depth_kind == "positions"
+    assert curve.k_half == pytest.approx(300, rel=0.05) and curve.peak == pytest.approx(2e11, rel=0.05)
+    assert report.median_ape < 0.01

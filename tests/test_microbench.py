@@ -6,6 +6,8 @@ shares: plan, timers, fits, assembly); failure handling runs on a tiny grid.
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 
@@ -37,6 +39,12 @@ def test_quick_cpu_profile_is_complete(quick_cpu):
     for cls in ("matmul", "conv", "conv_backward", "conv_bwd_input", "conv_bwd_weight"):
         assert "fp32" in p.compute[cls], cls
     assert "fp32_channels_last" in p.compute["conv"]
+    # batch norm and max pooling, forward and backward, on curves of their own
+    from traincost.calibrate.microbench import _KERNEL_OPS
+    assert set(p.kernels) == set(_KERNEL_OPS) and all("fp32" in modes for modes in p.kernels.values())
+    for row in p.raw["kernel"]:  # work = bytes as the formulas count them: at least input + output
+        numel = math.prod(row["shape"])
+        assert row["work"] >= 2 * numel * 4 if row["op"] == "native_batch_norm" else row["work"] > numel * 4
     # plausible numbers for any CPU of the last decade (FLOP/s, bytes/s, seconds)
     mm = p.compute["matmul"]["fp32"]
     assert 1e9 < mm.peak < 1e14 and 0 <= mm.latency_s < 0.1  # loose: a busy host stalls threads
@@ -195,6 +203,7 @@ def test_refit_reproduces_the_fits(quick_cpu):
     p, _ = quick_cpu
     again = microbench.refit(p)
     assert again.compute == p.compute and again.memory == p.memory and again.optimizer == p.optimizer
+    assert again.kernels == p.kernels and again.kernels
     assert again.dispatch_s == p.dispatch_s and again.raw["matmul"] == p.raw["matmul"]
     assert "refit" in again.properties
 
@@ -285,7 +294,7 @@ def test_an_interrupt_keeps_what_was_measured(monkeypatch):
     assert p.properties["interrupted"] is True
     assert "conv" not in p.compute and p.compute["matmul"]["fp32"].peak > 0
     interrupted = [s for s in p.raw["skipped"] if s["reason"] == "interrupted"]
-    assert interrupted and all(s["family"] in ("conv", "dispatch") for s in interrupted)
+    assert interrupted and all(s["family"] in ("conv", "kernel", "dispatch") for s in interrupted)
     assert real is not interrupt_on_conv
 
 

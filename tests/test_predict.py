@@ -161,10 +161,27 @@ def test_device_times_equal_the_profile_per_op(tiny):
                     assert got[i] == 0.0
                     continue
                 cc = P._compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes) or r.op_class
-                want = profile.device_time_s(cc, P.math_mode(r.input_dtypes, walk.config.precision), r.flops,
-                                             r.bytes, walk.config.channels_last,
-                                             P._depth(r.op_class, r.op, r.input_shapes) or None)
+                mode = P.math_mode(r.input_dtypes, walk.config.precision)
+                cl = walk.config.channels_last
+                want = profile.device_time_s(cc, mode, r.flops, r.bytes, cl,
+                                             P._depth(r.op_class, r.op, r.input_shapes) or None, op=r.op)
+                if r.op_class == "conv":
+                    # each curve's depth term on its own GEMM dimension; a backward computing both gradients
+                    # = the sum of its two passes on half the work each, where the profile has both curves
+                    depths = P.conv_depths(r.op, r.input_shapes, r.output_shapes)
+                    parts = [(cc, 1.0)]
+                    if cc == "conv_backward" and _has_pass_curves(profile, mode):
+                        parts = [("conv_bwd_input", 0.5), ("conv_bwd_weight", 0.5)]
+                    t = 0.0
+                    for c, share in parts:
+                        curve = profile.compute_curve(c, mode, cl)
+                        t += curve.time_s(r.flops * share, depths[curve.depth_kind] or None)
+                    want = max(t, profile.device_time_s("conv", mode, 0, r.bytes, cl), profile.launch_s)
                 assert got[i] == pytest.approx(want, rel=1e-12), (name, profile.name, r.op)
+
+
+def _has_pass_curves(profile, mode):
+    return all(mode in profile.compute.get(c, {}) for c in ("conv_bwd_input", "conv_bwd_weight"))
 
 
 def test_cache_tier_only_when_the_whole_step_fits_in_the_cache():
@@ -263,10 +280,11 @@ def test_breakdown_rows_add_up_to_the_step():
 def test_predict_signature_is_the_contract():
     sig = inspect.signature(traincost.predict)
     assert list(sig.parameters) == ["model", "device", "batch_size", "input_shape", "precision", "channels_last",
-                                    "optimizer", "epochs", "dataset_size", "gpus"]
+                                    "optimizer", "epochs", "dataset_size", "gpus", "nodes", "network", "correction"]
     defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == {"input_shape": None, "precision": "fp32", "channels_last": False, "optimizer": "sgd",
-                        "epochs": None, "dataset_size": None, "gpus": 1}
+                        "epochs": None, "dataset_size": None, "gpus": 1, "nodes": 1, "network": None,
+                        "correction": "auto"}
     assert all(sig.parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(sig.parameters)[1:])
     assert "devices" in inspect.signature(traincost.compare).parameters
     for name in ("predict", "compare", "Estimate", "DeviceProfile"):
@@ -275,13 +293,13 @@ def test_predict_signature_is_the_contract():
 
 def test_mocked_profile_gives_a_deterministic_estimate(tiny):
     profile = mock_profile("cuda")
-    a = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000)
-    b = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000)
+    a = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000, correction=False)
+    b = traincost.predict(tiny["vgg"], device=profile, batch_size=4, epochs=2, dataset_size=1000, correction=False)
     assert a == b
     assert isinstance(a, traincost.Estimate)
     for f in REQUIRED_FIELDS:
         assert hasattr(a, f)
-    assert a.interval is None
+    assert a.correction["model"] is None and a.analytic_ms == a.iteration_ms  # analytic only
     assert a.device == {"name": "Mock cuda", "profile_source": "calibrated"}
     assert a.samples_per_s == pytest.approx(4 / (a.iteration_ms / 1e3))
     assert a.steps_per_epoch == 250                            # ceil(1000 / 4)
@@ -389,3 +407,59 @@ def test_the_estimate_serialises_to_plain_json(tiny):
         assert f in d
     assert d["device"]["profile_source"] == "calibrated"
     assert {"module", "ms", "bound", "flops", "bytes"} <= set(d["breakdown"][0])
+
+
+# ------------------------------------------------------------------ per-pass conv curves, depth kinds, kernel curves
+
+
+def test_conv_depths_by_hand():
+    # forward: x (8, 64, 16, 16), w (128, 64, 3, 3), out (8, 128, 8, 8)
+    d = P.conv_depths("aten.convolution", [(8, 64, 16, 16), (128, 64, 3, 3)], [(8, 128, 8, 8)])
+    assert d == {"c_in_kk": 64 * 3 * 3, "c_out_kk": 128 * 3 * 3, "positions": 8 * 8 * 8,
+                 "min_c_in_kk_positions": min(64 * 3 * 3, 8 * 8 * 8)}
+    # backward of a depthwise conv: grad_out (2, 32, 4, 4), x (2, 32, 8, 8), w (32, 1, 3, 3): 32 groups
+    d = P.conv_depths("aten.convolution_backward", [(2, 32, 4, 4), (2, 32, 8, 8), (32, 1, 3, 3)], [])
+    assert d == {"c_in_kk": 1 * 3 * 3, "c_out_kk": 32 / 32 * 3 * 3, "positions": 2 * 4 * 4,
+                 "min_c_in_kk_positions": 9}
+    assert set(P.conv_depths("aten.convolution", [(8, 4)], [(8, 4)]).values()) == {0.0}
+
+
+def _conv_backward_records():
+    go, x, w = (8, 512, 2, 2), (8, 512, 2, 2), (512, 512, 3, 3)
+    flops = 2 * (2 * 8 * 512 * 512 * 9 * 2 * 2)  # grad input + grad weight, each the forward's FLOPs
+    return [rec("backward", "aten.convolution_backward", "conv", flops, 10, 10, ins=(go, x, w), outs=(x, w))], flops
+
+
+def test_conv_backward_is_the_sum_of_its_passes_with_their_own_depths():
+    records, flops = _conv_backward_records()
+    profile = mock_profile(compute={
+        "matmul": {"fp32": {"peak": 1e12, "latency_s": 1e-5}},
+        "conv_backward": {"fp32": {"peak": 1e12, "latency_s": 3e-5}},
+        "conv_bwd_input": {"fp32": {"peak": 2e12, "latency_s": 1e-5, "k_half": 100, "depth_kind": "c_out_kk"}},
+        "conv_bwd_weight": {"fp32": {"peak": 4e12, "latency_s": 2e-5, "k_half": 96,
+                                     "depth_kind": "min_c_in_kk_positions"}}})
+    device, compute, _ = P.OpTable.from_records(records).device_times(profile)
+    t_in = 1e-5 + (flops / 2) / (2e12 * 4608 / (4608 + 100))   # depth C_out x 3 x 3 = 4608
+    t_w = 2e-5 + (flops / 2) / (4e12 * 32 / (32 + 96))         # depth min(4608, 8 x 2 x 2 = 32) = 32
+    assert compute[0] == pytest.approx(t_in + t_w, rel=1e-12)
+    assert device[0] == pytest.approx(t_in + t_w, rel=1e-12)
+
+
+def test_conv_backward_without_both_pass_curves_uses_the_fused_curve():
+    records, flops = _conv_backward_records()
+    profile = mock_profile()  # conv_backward and conv_bwd_weight only: no split
+    _, compute, _ = P.OpTable.from_records(records).device_times(profile)
+    assert compute[0] == pytest.approx(3e-5 + flops / 1e12, rel=1e-12)
+
+
+def test_ops_with_a_kernel_curve_are_priced_on_it():
+    records = [rec("forward", "aten.native_batch_norm", "norm", 8e6, 4e6, 4e6, ins=((8, 64, 32, 32),)),
+               rec("forward", "aten.relu_", "elementwise", 0, 4e6, 4e6, ins=((8, 64, 32, 32),)),
+               rec("forward", "aten.native_batch_norm", "norm", 8e6, 2e6, 2e6, ins=((8, 64, 32, 32),),
+                   dtypes=("bfloat16", "float32"))]
+    profile = mock_profile(kernels={"native_batch_norm": {"fp32": {"peak": 1e9, "latency_s": 1e-5}}})
+    device, _, memory = P.OpTable.from_records(records, precision="bf16").device_times(profile)
+    assert memory[0] == pytest.approx(1e-5 + 8e6 / 1e9, rel=1e-12)
+    assert memory[1] == pytest.approx(1e-6 + 8e6 / 1e11, rel=1e-12)  # no curve of its own: the memory curve
+    assert memory[2] == pytest.approx(1e-5 + 4e6 / 1e9, rel=1e-12)   # bf16 falls back to the fp32 curve
+    assert device[0] == memory[0]

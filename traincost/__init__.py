@@ -7,7 +7,8 @@ Public API::
     traincost.max_batch_size(model, *, memory_bytes, ...) -> int
     traincost.predict(model, *, device, batch_size, input_shape=None, precision="fp32",
                       channels_last=False, optimizer="sgd", epochs=None, dataset_size=None,
-                      gpus=1) -> Estimate
+                      gpus=1, nodes=1, network=None, correction="auto") -> Estimate
+                      (gpus > 1: DDP data parallel; correction: the learned residual, traincost.correction)
     traincost.compare(model, *, devices, batch_size, ...) -> list[Estimate]  (one walk, many devices)
     traincost.DeviceProfile (traincost.devices): what a device achieves, as the predictor needs it
     traincost.ArchSpec, traincost.resolve(name, params, input_shape)

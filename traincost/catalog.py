@@ -1,6 +1,7 @@
-"""GPU catalog and cloud price table: datasheet specs, forgiving name resolution, on-demand prices.
+"""GPU catalog, links and cloud price table: datasheet specs, forgiving name resolution, on-demand prices.
 
-The data are package files ``traincost/data/gpus.csv`` and ``traincost/data/prices.csv`` (provenance,
+The data are package files ``traincost/data/gpus.csv``, ``traincost/data/links.csv`` (GPU-to-GPU links and
+networks for data-parallel training) and ``traincost/data/prices.csv`` (provenance,
 conflict decisions and how to add rows: ``docs/catalog.md``). Loaded tables are immutable tuples cached
 by ``functools.lru_cache``; the pandas frames are fresh copies on every call.
 
@@ -25,14 +26,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DTYPES",
+    "GPUS_PER_NODE",
+    "LINK_KINDS",
     "GPUSpec",
+    "Link",
     "Price",
     "gpus_frame",
+    "intra_node_link",
     "load_gpus",
+    "load_links",
     "load_prices",
     "prices_for",
     "prices_frame",
     "resolve_gpu",
+    "resolve_link",
 ]
 
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16")
@@ -351,3 +358,96 @@ def _unknown_message(
     if close:
         return f"unknown GPU {name!r}; did you mean: {', '.join(close)}"
     return f"unknown GPU {name!r}; no close match; catalog models: {', '.join(sorted(models))}"
+
+
+# ---------------------------------------------------------------- links (multi-GPU data parallel)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One GPU-to-GPU link or network (one row of ``links.csv``).
+
+    ``gb_s``: datasheet bandwidth per GPU (NVLink, PCIe) or per NIC (network), one direction, decimal GB/s.
+    ``achieved_factor``: the fraction of it NCCL's all-reduce reaches as bus bandwidth (nccl-tests
+    ``busbw``), with ``achieved_source``. ``hop_latency_us``: NCCL's per-step ring latency for this kind of
+    link (``src/graph/tuning.cc``, ``hwLat``, Ring / Simple protocol).
+    """
+
+    key: str
+    name: str
+    kind: str  # "nvlink" (any GPU fabric), "pcie" or "network"
+    gb_s: float
+    achieved_factor: float
+    hop_latency_us: float
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+    source_date: str = ""
+    achieved_source: str = ""
+    notes: str = ""
+
+    @property
+    def busbw_bytes_per_s(self) -> float:
+        """Achieved all-reduce bus bandwidth in bytes/s: ``gb_s * 1e9 * achieved_factor``."""
+        return self.gb_s * 1e9 * self.achieved_factor
+
+
+LINK_KINDS: tuple[str, ...] = ("nvlink", "pcie", "network")
+
+
+@functools.lru_cache(maxsize=1)
+def load_links() -> tuple[Link, ...]:
+    """All links and networks, in file order (``traincost/data/links.csv``)."""
+    links = []
+    for i, row in enumerate(_read_rows("links.csv"), start=2):
+        where = f"links.csv line {i}"
+        link = Link(
+            key=row["key"].strip(), name=row["name"].strip(), kind=row["kind"].strip(),
+            gb_s=float(_req(row["gb_s"], float, f"{where} gb_s")),
+            achieved_factor=float(_req(row["achieved_factor"], float, f"{where} achieved_factor")),
+            hop_latency_us=float(_req(row["hop_latency_us"], float, f"{where} hop_latency_us")),
+            aliases=tuple(a.strip() for a in row["aliases"].split(";") if a.strip()),
+            source=row["source"].strip(), source_date=row["source_date"].strip(),
+            achieved_source=row["achieved_source"].strip(), notes=row["notes"].strip())
+        if link.kind not in LINK_KINDS:
+            raise TraincostError(f"{where}: kind must be one of {', '.join(LINK_KINDS)}, got {link.kind!r}")
+        if not (link.gb_s > 0 and 0 < link.achieved_factor <= 1 and link.hop_latency_us >= 0):
+            raise TraincostError(f"{where}: gb_s > 0, 0 < achieved_factor <= 1 and hop_latency_us >= 0 needed")
+        if not link.source or not _ISO_DATE.match(link.source_date) or not link.achieved_source:
+            raise TraincostError(f"{where}: a link needs a source, an ISO source_date and an achieved_source")
+        links.append(link)
+    if len({link.key for link in links}) != len(links):
+        raise TraincostError("links.csv: duplicate keys")
+    return tuple(links)
+
+
+def _link_token(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def resolve_link(name: str, kind: str | None = None) -> Link:
+    """The link for a key, name or alias (case, spaces and dashes ignored), e.g. ``"ib-hdr"``, ``"HDR"``,
+    ``"100GbE"``, ``"nvlink4"``; ``kind`` restricts the kinds accepted. A usage error lists the choices."""
+    links = [link for link in load_links() if kind is None or link.kind == kind]
+    wanted = _link_token(name) if isinstance(name, str) else ""
+    for link in links:
+        if wanted and wanted in {_link_token(t) for t in (link.key, link.name, *link.aliases)}:
+            return link
+    what = f"{kind} link" if kind else "link"
+    raise TraincostUsageError(f"unknown {what} {name!r}; choose one of: {', '.join(x.key for x in links)}")
+
+
+#: GPUs one server holds (an HGX/DGX baseboard, or 8 PCIe cards): above it, ``nodes`` is needed.
+GPUS_PER_NODE = 8
+
+
+def intra_node_link(gpu: GPUSpec) -> Link:
+    """The link a GPU's data-parallel all-reduce runs over inside one server: its NVLink generation (from
+    ``interconnect``: ``"NVLink4 900 GB/s"`` -> ``nvlink4``) on SXM and superchip modules, AMD Infinity Fabric
+    on an OAM MI300X, else PCIe of its ``pcie_gen`` (PCIe 4 when unknown). Optional 2-GPU NVLink bridges
+    of PCIe cards are not assumed."""
+    m = re.search(r"NVLink(\d)", gpu.interconnect)
+    if m and gpu.nvlink_gb_s:
+        return resolve_link(f"nvlink{m.group(1)}")
+    if "infinity fabric" in gpu.interconnect.lower() and gpu.nvlink_gb_s:
+        return resolve_link("infinity-fabric")
+    return resolve_link(f"pcie{gpu.pcie_gen or 4}")

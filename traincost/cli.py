@@ -397,6 +397,15 @@ def _run_options(func: Any) -> Any:
                         help="Epochs of the run (default 1 when --dataset-size is given).")(func)
 
 
+def _parallel_options(func: Any) -> Any:
+    """--nodes, --network (data parallel over several servers; shared by predict and compare)."""
+    func = click.option("--network", default=None,
+                        help="Network between nodes, needed with --nodes > 1: a links.csv key (ib-edr, ib-hdr, "
+                             "ib-ndr, eth-100g, eth-200g, eth-400g), NICs per node as '8x ib-hdr'.")(func)
+    return click.option("--nodes", type=int, default=1, show_default=True,
+                        help="Servers the GPUs are spread over (GPUs divisible by nodes).")(func)
+
+
 @main.command("predict")
 @_model_options
 @_step_options
@@ -404,14 +413,19 @@ def _run_options(func: Any) -> Any:
               help="cpu, a GPU name (A100, 'H100 SXM', T4, ...) or a device profile .json.")
 @_run_options
 @click.option("--gpus", type=int, default=1, show_default=True,
-              help="GPUs, each at --batch-size (data parallel; no communication model yet: the step time "
-                   "is the single-GPU one).")
+              help="GPUs in all, each at --batch-size: DDP data parallel, step = one GPU's step + the gradient "
+                   "all-reduce not hidden behind backward.")
+@_parallel_options
+@click.option("--correction", default="auto", show_default=True,
+              help="Learned correction: auto (the shipped residual model for the device, else a cross-device "
+                   "one), none (analytic model alone) or a residual model .json from 'traincost fit'.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layers to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, device: str,
-                    epochs: float | None, dataset_size: int | None, provider: str | None, gpus: int, top: int,
-                    as_json: bool, **family_values: str | None) -> None:
+                    epochs: float | None, dataset_size: int | None, provider: str | None, gpus: int,
+                    nodes: int, network: str | None, correction: str, top: int, as_json: bool,
+                    **family_values: str | None) -> None:
     """Predict the training step time, memory and cost of MODEL on one device.
 
     MODEL as in 'traincost count'. Prints step time, samples/s, epoch and total time (with
@@ -423,7 +437,8 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
-                       dataset_size=dataset_size, gpus=gpus)
+                       dataset_size=dataset_size, gpus=gpus, nodes=nodes, network=network,
+                       correction=_correction_arg(correction))
     estimate = with_provider(estimate, provider)
     if as_json:
         click.echo(json.dumps(estimate.to_dict()))
@@ -440,37 +455,79 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
               help='Comma-separated devices to compare, e.g. "H100 SXM,A100 SXM 80GB,L4" (GPU names, cpu or '
                    "profile .json files).")
 @_run_options
+@click.option("-n", "--num-gpus", "num_gpus", type=int, default=1, show_default=True,
+              help="GPUs per run (data parallel, each at --batch-size); --gpus is the device list.")
+@_parallel_options
+@click.option("--sort", "sort", type=click.Choice(["time", "cost"]), default="time", show_default=True,
+              help="Rank by run time or by dollars (per sample without --dataset-size).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=True), default=None,
+              help="Also write a time-vs-cost scatter with the Pareto front (.png, .pdf, .svg, .jpg).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (sorted like the table).")
 def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, devices: str,
-                    epochs: float | None, dataset_size: int | None, provider: str | None, as_json: bool,
+                    epochs: float | None, dataset_size: int | None, provider: str | None, num_gpus: int,
+                    nodes: int, network: str | None, sort: str, plot_path: str | None, as_json: bool,
                     **family_values: str | None) -> None:
-    """Compare MODEL's training on several GPUs: one walk, priced on each; sorted by total time.
+    """Compare MODEL's training on several GPUs and providers: time, dollars, Pareto front, fit.
 
-    One GPU each, at --batch-size. With --dataset-size (and --epochs) the table shows each GPU's epoch and
-    total time and the run's cost per provider; without, the step time and $/GPU-hour.
+    One walk, priced on each device, --num-gpus GPUs each (DDP data parallel) at --batch-size. One row per
+    (GPU, provider): with --dataset-size (and --epochs) the run's total time and dollars, without it the step
+    time and dollars per million samples. Rows marked * are on the Pareto front (no other row both faster
+    and cheaper); rows that do not fit in memory are marked and left off the front. --sort time|cost.
     """
+    from traincost.decide import choices, rank_choices
     from traincost.predict import compare
 
     names = [d.strip() for d in devices.split(",") if d.strip()]
     if not names:
         raise TraincostUsageError("--gpus needs at least one device, e.g. --gpus \"A100,H100\"")
+    if num_gpus < 1:
+        raise TraincostUsageError(f"--num-gpus must be a positive integer, got {num_gpus}")
+    if plot_path is not None:
+        _check_plot_path(Path(plot_path))
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimates = compare(spec, devices=names, batch_size=batch_size, precision=precision,
                         channels_last=channels_last, optimizer=optimizer, epochs=epochs,
-                        dataset_size=dataset_size)
+                        dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network)
     if provider is not None:
         estimates = _only_provider(estimates, provider)
-    estimates = sorted(estimates, key=_compare_key)
+    ranked = rank_choices(choices(estimates), sort=sort)
+    best = {}
+    for c in ranked:
+        best.setdefault(c.estimate_index, c.rank)
+    order = sorted(range(len(estimates)), key=lambda i: best[i])
+    if plot_path is not None:
+        from traincost.render import pareto_plot
+
+        pareto_plot(ranked, Path(plot_path), title=f"{estimates[0].model}: time vs cost")
     if as_json:
-        click.echo(json.dumps([e.to_dict() for e in estimates]))
+        rows = []
+        for i in order:
+            mine = [c.to_dict() for c in ranked if c.estimate_index == i]
+            rows.append({**estimates[i].to_dict(), "pareto": any(c["pareto"] for c in mine), "rank": best[i],
+                         "ranking": mine})
+        click.echo(json.dumps(rows))
         return
     from rich.console import Console
 
-    from traincost.render import compare_table, print_renderable
+    from traincost.render import decision_table, print_renderable
 
     console = Console()
-    print_renderable(compare_table(estimates), Console(width=max(console.width, 150)))
+    print_renderable(decision_table([estimates[i] for i in order], ranked, sort=sort),
+                     Console(width=max(console.width, 150)))
+    if plot_path is not None:
+        click.echo(f"wrote {plot_path}")
+
+
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _check_plot_path(path: Path) -> None:
+    """A usage error now (before the walk) when the plot cannot be written or its format is unknown."""
+    if path.suffix.lower() not in _PLOT_SUFFIXES:
+        raise TraincostUsageError(f"--plot {str(path)!r}: the file name must end in one of "
+                                  f"{', '.join(_PLOT_SUFFIXES)}")
+    _check_writable(path)
 
 
 def _compare_key(estimate: Any) -> tuple[float, str]:
@@ -657,6 +714,238 @@ def merge_command(inputs: tuple[str, ...], output: str, as_json: bool) -> None:
         return
     click.echo(f"merged {merged.read} rows from {merged.files} files into {out}: {len(merged.rows)} rows "
                f"({merged.duplicates} duplicates dropped)")
+
+
+# ------------------------------------------------------------------ insights (issue 8)
+
+
+@main.command("insights")
+@click.option("--dataset", "datasets", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A measured dataset CSV (traincost bench); repeat for more.")
+@click.option("--out", "out_dir", default="insights", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the PNGs and report.html (created).")
+@click.option("--fast", is_flag=True,
+              help="Use the dataset's stored analytic_ms (the prediction at measurement time) instead of "
+                   "predicting every row again with today's model (~0.1 s a row).")
+@click.option("--residual", default="auto", show_default=True,
+              help="auto (the shipped model for the device), none, or a residual model .json.")
+@click.option("--dpi", type=click.IntRange(40, 300), default=80, show_default=True, help="PNG resolution.")
+@click.option("--json", "as_json", is_flag=True, help="Print the paths written and the top correlations as JSON.")
+def insights_command(datasets: tuple[str, ...], out_dir: str, fast: bool, residual: str, dpi: int,
+                     as_json: bool) -> None:
+    """What drives training-step time in measured datasets: correlations (Pearson, Spearman; overall and per
+    family), the seed's one-factor plots, predicted against measured, residual importances; PNGs and one
+    self-contained report.html."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from traincost.insights import build_report
+
+    for path in datasets:
+        if not Path(path).is_file():
+            raise TraincostUsageError(f"dataset not found: {path}")
+    if residual not in ("auto", "none") and not Path(residual).is_file():
+        raise TraincostUsageError(f"--residual: expected auto, none or a model .json, got {residual!r}")
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True,
+                  disable=as_json or not err.is_terminal) as bar:
+        task = bar.add_task("predicting rows", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{stage}: predicting rows")
+
+        result = build_report(list(datasets), out_dir, analytic="stored" if fast else "recompute",
+                              residual=residual, dpi=dpi, progress=progress)
+    if as_json:
+        click.echo(json.dumps({"out_dir": result.out_dir, "html": result.html, "pngs": result.pngs,
+                               "rows": result.rows, "devices": result.devices, "analytic": result.analytic,
+                               "residual": result.residual, "top_correlations": result.top_correlations,
+                               "notes": result.notes}, default=float))
+        return
+    click.echo(f"wrote {result.html} and {len(result.pngs)} PNGs ({result.rows} steps, "
+               f"analytic {'stored' if fast else 'recomputed'})")
+    for line in result.reading:
+        click.echo(f"- {line}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+# ------------------------------------------------------------------ fit, evaluate (issue 6)
+
+
+def _correction_arg(value: str) -> Any:
+    """--correction: ``none``/``off`` -> False (analytic only), ``auto`` or a model path as given."""
+    text = value.strip()
+    if text.lower() in ("none", "off", "false", "no", "analytic"):
+        return False
+    if text.lower() != "auto" and not Path(text).is_file():
+        raise TraincostUsageError(f"--correction: residual model not found: {text} (auto, none or a .json from "
+                                  "'traincost fit')")
+    return text
+
+
+def _datasets(options: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
+    """--dataset a.csv [b.csv ...]: the option's values and the files given after it."""
+    paths = [*options, *extra]
+    if not paths:
+        raise TraincostUsageError("give at least one dataset: --dataset FILE.csv [FILE.csv ...]")
+    for path in paths:
+        if not Path(path).is_file():
+            raise TraincostUsageError(f"dataset not found: {path}")
+    return paths
+
+
+def _profiles(paths: tuple[str, ...]) -> list[Any]:
+    from traincost.devices import load_profile
+
+    return [load_profile(p) for p in paths]
+
+
+def _progress(label: str, as_json: bool) -> Any:
+    """A progress callback writing '<label>: done/total rows' to stderr on a terminal, else nothing."""
+    if as_json or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        click.echo(f"\r{label}: {done}/{total} rows", err=True, nl=done >= total)
+
+    return show
+
+
+def _ape_text(summary: dict[str, float]) -> str:
+    return f"{summary['median_ape']:6.1f} % / {summary['p90_ape']:6.1f} %"
+
+
+def _print_report(rep: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cov = rep.get("interval_coverage") or {}
+    title = (f"{rep['split']} split" + (f" ({rep['folds']} folds)" if rep.get("folds") else "")
+             + f", {rep['n']} rows: median / p90 APE")
+    table = Table(title=title, title_justify="left")
+    for col in ("family", "n", "analytic", "corrected"):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    for fam, r in rep["per_family"].items():
+        table.add_row(fam, str(r["n"]), _ape_text(r["analytic"]), _ape_text(r["corrected"]))
+    table.add_row("all", str(rep["n"]), _ape_text(rep["analytic"]), _ape_text(rep["corrected"]), style="bold")
+    Console(width=max(Console().width, 100)).print(table)
+    if cov:
+        click.echo("interval coverage: " + ", ".join(f"{float(k):.0%} interval {v:.1%}" for k, v in cov.items()))
+    if rep.get("skipped_rows"):
+        click.echo(f"{rep['skipped_rows']} rows skipped (not ok, or their walk failed)")
+
+
+@main.command("fit")
+@click.option("--dataset", "dataset_opts", multiple=True, type=click.Path(dir_okay=False),
+              help="Measured dataset CSV (traincost bench); repeat it or list more files after it.")
+@click.argument("more_datasets", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Residual model .json (XGBoost JSON; the sidecar <name>.meta.json is written next to it).")
+@click.option("--profile", "profile_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Device profile .json for rows of a device with no shipped profile (repeatable).")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes walking the rows.")
+@click.option("--trees", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Boosting rounds (XGBoost n_estimators).")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
+              help="Feature cache CSV: rows walked before by the same code are not walked again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], output: str,
+                profile_paths: tuple[str, ...], processes: int, trees: int, cache_path: str | None,
+                as_json: bool) -> None:
+    """Train the learned correction (XGBoost on log(measured / analytic)) on measured datasets.
+
+    Every row is walked and priced again with the current code. Cross-validates by family and by
+    architecture first (the intervals come from the leave-one-family-out residuals), then fits on all rows.
+    """
+    from traincost.calibrate.fit import build_frame, fit_model
+
+    paths = _datasets(dataset_opts, more_datasets)
+    out = Path(output)
+    if out.suffix != ".json":
+        raise TraincostUsageError(f"-o {output}: a residual model is a .json file")
+    _check_writable(out)
+    frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
+                        progress=_progress("walking", as_json), cache=cache_path)
+    model, reports = fit_model(frame, {"n_estimators": trees})
+    model.save(out)
+    from traincost.correction import sidecar_path
+
+    summary = {"output": str(out), "sidecar": str(sidecar_path(out)), "rows": len(frame),
+               "skipped_rows": len(frame.skipped), "scope": model.metadata_["scope"],
+               "devices": [d["name"] for d in frame.devices],
+               "cv": {s: {"n": r["n"], "analytic": r["analytic"], "corrected": r["corrected"],
+                          "interval_coverage": r["interval_coverage"]} for s, r in reports.items()},
+               "intervals": {f"{k:g}": list(v) for k, v in model.intervals_.items()}}
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"fitted on {len(frame)} rows ({', '.join(summary['devices'])}; {summary['scope']}) -> {out} "
+               f"(+ {sidecar_path(out).name})")
+    for rep in reports.values():
+        _print_report(rep)
+
+
+@main.command("evaluate")
+@click.option("--dataset", "dataset_opts", multiple=True, type=click.Path(dir_okay=False),
+              help="Measured dataset CSV; repeat it or list more files after it.")
+@click.argument("more_datasets", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Score this residual model on the data (held out) instead of cross-validating.")
+@click.option("--split", type=click.Choice(["family", "architecture", "both"]), default="family",
+              show_default=True, help="Cross-validation: hold out whole families, or whole architectures.")
+@click.option("--profile", "profile_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Device profile .json for rows of a device with no shipped profile (repeatable).")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes walking the rows.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a predicted-vs-measured plot (PNG) of the (first) split.")
+@click.option("--trees", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Boosting rounds of the cross-validated models (XGBoost n_estimators).")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
+              help="Feature cache CSV: rows walked before by the same code are not walked again.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (a list of two with --split both).")
+def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], model_path: str | None,
+                     split: str, profile_paths: tuple[str, ...], processes: int, plot_path: str | None,
+                     trees: int, cache_path: str | None, as_json: bool) -> None:
+    """Median and p90 absolute % error of the analytic and the corrected predictions, per family.
+
+    Without --model: cross-validation that never splits one model's rows (leave one family out, or
+    architectures held out in grouped folds). With --model: that model on the data as given.
+    """
+    from traincost.calibrate.fit import build_frame, evaluate, plot
+
+    paths = _datasets(dataset_opts, more_datasets)
+    model = None
+    if model_path is not None:
+        from traincost.correction import load
+
+        model = load(model_path)
+    if plot_path is not None:
+        if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise TraincostUsageError(f"--plot {plot_path}: give a .png, .svg or .pdf file")
+        _check_writable(Path(plot_path))
+    frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
+                        progress=_progress("walking", as_json), cache=cache_path)
+    splits = ["family", "architecture"] if split == "both" else [split]
+    reports = []
+    for i, s in enumerate(splits):
+        rep, corrected = evaluate(frame, s, model=model, params={"n_estimators": trees})
+        reports.append(rep)
+        if plot_path is not None and i == 0:
+            plot(frame, corrected, plot_path, title=f"{', '.join(Path(p).name for p in paths)}: split {rep['split']}")
+        if model is not None:
+            break
+    if as_json:
+        click.echo(json.dumps(reports[0] if len(reports) == 1 else reports))
+        return
+    for rep in reports:
+        _print_report(rep)
+    if plot_path is not None:
+        click.echo(f"plot: {plot_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

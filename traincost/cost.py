@@ -10,14 +10,16 @@ Arithmetic only (no torch, no walk)::
 
 Prices come from :func:`traincost.catalog.prices_for` (on-demand, cheapest row per provider) and every
 quote keeps the price's source and date. Multi-GPU: ``gpus`` multiplies the hardware (and the bill) with
-the per-GPU batch unchanged; there is no communication model yet (see :mod:`traincost.predict`).
+the per-GPU batch unchanged; the step time it is given already holds the gradient all-reduce
+(:mod:`traincost.parallel`, applied by :func:`traincost.predict.data_parallel`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from traincost.errors import TraincostUsageError
 
@@ -90,7 +92,7 @@ def plan_run(iteration_s: float, *, batch_size: int, gpus: int = 1, dataset_size
     return RunPlan(global_batch, steps, n_epochs, epoch_s, n_epochs * epoch_s)
 
 
-def prices_for_profile(profile: "DeviceProfile") -> tuple["Price", ...]:
+def prices_for_profile(profile: DeviceProfile) -> tuple[Price, ...]:
     """On-demand prices of the profile's catalog GPU (cheapest first); none for a CPU or an unknown GPU."""
     if profile.kind != "cuda" or not profile.catalog_key:
         return ()
@@ -101,7 +103,7 @@ def prices_for_profile(profile: "DeviceProfile") -> tuple["Price", ...]:
     return prices_for(profile.catalog_key)
 
 
-def quote(total_s: float | None, prices: Iterable["Price"], gpus: int = 1) -> list[PriceQuote]:
+def quote(total_s: float | None, prices: Iterable[Price], gpus: int = 1) -> list[PriceQuote]:
     """One quote per price: ``total_s / 3600 x usd_per_gpu_hour x gpus`` dollars (``None`` without a total)."""
     out = []
     for p in prices:

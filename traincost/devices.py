@@ -30,7 +30,9 @@ JSON layout (``schema_version`` 1; rates FLOP/s or bytes/s, times s)::
                  "conv": {"fp32": {"peak": ..., "latency_s": ..., "k_half": 68.0}, "fp32_channels_last": ...},
                  "conv_backward": {...}, "conv_bwd_input": {...}, "conv_bwd_weight": {...}},
      "memory": {"peak": 3.0e10, "latency_s": 0.0, "cache_bytes": 3.4e7, "cache_peak": 1.5e11},
-     "reduction": {...}, "dispatch_s": 1.2e-6, "dispatch_autocast_s": 1.3e-6, "launch_s": 0.0,
+     "reduction": {...},
+     "kernels": {"native_batch_norm": {"fp32": {...}, "bf16_channels_last": {...}}, ...}   (optional),
+     "dispatch_s": 1.2e-6, "dispatch_autocast_s": 1.3e-6, "launch_s": 0.0,
      "optimizer": {"sgd_fixed_s": ..., "sgd_per_tensor_s": ..., "sgd_s_per_byte": ..., "adamw_...": ...},
      "software": {"torch": ..., "cuda": ..., "cudnn": ..., "python": ...}, "created": ISO date,
      "properties": {device facts, "modes", "modes_skipped", "conv_fp32_uses_tf32", "fallbacks",
@@ -97,6 +99,12 @@ MATH_MODES = ("fp32", "fp32_strict", "tf32", "bf16", "fp16")
 SOURCES = ("calibrated", "datasheet")
 KINDS = ("cuda", "cpu")
 CHANNELS_LAST = "_channels_last"
+#: Dimensions of a convolution's implicit GEMM a curve's depth term can use (``Curve.depth_kind``):
+#: ``c_in_kk`` = C_in / groups x kh x kw (forward reduction depth), ``c_out_kk`` = C_out / groups x kh x kw
+#: (grad-input reduction depth), ``positions`` = N x H_out x W_out (grad-weight reduction depth), and
+#: ``min_c_in_kk_positions`` = the smaller of the first and third (a weight gradient is slow when either
+#: its output or its reduction is small).
+DEPTH_KINDS = ("c_in_kk", "c_out_kk", "positions", "min_c_in_kk_positions")
 
 
 class ProfileError(TraincostUsageError):
@@ -116,9 +124,10 @@ class Curve:
     measurements demand it (see :mod:`traincost.calibrate.fitting`):
 
     * ``k_half`` (compute curves of convolutions): ``rate = peak * depth / (depth + k_half)`` where
-      ``depth`` is the reduction depth of the implicit GEMM, ``C_in / groups * kh * kw`` =
-      ``prod(weight.shape[1:])`` of the forward convolution (the same number for its backward passes).
-      A shallow stem (depth 3 * 7 * 7 = 147) runs far below peak. ``0`` = no term; ``depth=None`` = no term.
+      ``depth`` is one dimension of the convolution's implicit GEMM, named by ``depth_kind`` (one of
+      :data:`DEPTH_KINDS`; the fit keeps the one that explains the measurements best): by default
+      ``C_in / groups * kh * kw`` = ``prod(weight.shape[1:])``, the reduction depth of the forward pass (a
+      shallow stem, depth 3 * 7 * 7 = 147, runs far below peak). ``0`` = no term; ``depth=None`` = no term.
     * ``cache_bytes`` / ``cache_peak`` (memory curves): work up to ``cache_bytes`` streams at
       ``cache_peak`` (a CPU's L2/L3), larger work at ``peak``. ``cache_bytes = 0`` = no tier.
     """
@@ -128,6 +137,7 @@ class Curve:
     cache_bytes: float = 0.0
     cache_peak: float = 0.0
     k_half: float = 0.0
+    depth_kind: str = "c_in_kk"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.peak, (int, float)) and math.isfinite(self.peak) and self.peak > 0):
@@ -139,6 +149,8 @@ class Curve:
             raise ValueError("Curve.cache_bytes > 0 needs a positive cache_peak")
         if not (math.isfinite(self.k_half) and self.k_half >= 0):
             raise ValueError(f"Curve.k_half must be a non-negative finite number, got {self.k_half!r}")
+        if self.depth_kind not in DEPTH_KINDS:
+            raise ValueError(f"Curve.depth_kind must be one of {', '.join(DEPTH_KINDS)}, got {self.depth_kind!r}")
 
     def rate(self, work: float, depth: float | None = None) -> float:
         """Asymptotic rate for this work size (``cache_peak`` inside the cache tier), times the depth
@@ -175,6 +187,8 @@ class Curve:
             out["cache_peak"] = float(self.cache_peak)
         if self.k_half > 0:
             out["k_half"] = float(self.k_half)
+            if self.depth_kind != "c_in_kk":
+                out["depth_kind"] = self.depth_kind
         return out
 
 
@@ -187,7 +201,10 @@ class DeviceProfile:
 
     ``compute[op_class][mode]``: op class in :data:`COMPUTE_CLASSES`, mode in :data:`MATH_MODES` (optionally
     with ``_channels_last``). ``memory``: elementwise kernels (work = bytes read + written);
-    ``reduction``: full reductions (work = bytes read). ``dispatch_s``: host seconds of one eager aten op;
+    ``reduction``: full reductions (work = bytes read). ``kernels[op][mode]`` (optional): memory curves
+    of single aten ops (name without ``aten.``; work = bytes as :mod:`traincost.flopmodel.formulas` counts
+    them) that run far from the elementwise rate: on a CPU, batch norm and max pooling run 4-20x below it.
+    ``dispatch_s``: host seconds of one eager aten op;
     ``dispatch_autocast_s``: the same inside ``torch.autocast`` (per aten op, casts counted as ops);
     ``launch_s``: device time of the smallest kernel back to back (0 on a CPU, where it is part of the op).
     ``optimizer``: ``{opt}_fixed_s``, ``{opt}_per_tensor_s``, ``{opt}_s_per_byte`` for ``sgd`` (momentum) and
@@ -214,6 +231,7 @@ class DeviceProfile:
     properties: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     spread: dict[str, Any] = field(default_factory=dict)
+    kernels: dict[str, dict[str, Curve]] = field(default_factory=dict)
 
     # ---- queries used by the predictor
 
@@ -244,12 +262,25 @@ class DeviceProfile:
                     return curves[key]
         return None
 
+    def kernel_curve(self, op: str, mode: str, channels_last: bool = False) -> Curve | None:
+        """The memory curve of aten ``op`` (``"native_batch_norm"`` or ``"aten.native_batch_norm"``) in math
+        ``mode``, or ``None``. Fallbacks: the ``_channels_last`` curve when asked and present, else the plain
+        mode, else (a bandwidth-bound op: bytes already scale with the dtype) the fp32 curves."""
+        curves = self.kernels.get(op.removeprefix("aten."))
+        if not curves:
+            return None
+        keys = [m for base in dict.fromkeys((mode, "fp32"))
+                for m in ([base + CHANNELS_LAST] if channels_last else []) + [base]]
+        return next((curves[k] for k in keys if k in curves), None)
+
     def device_time_s(self, op_class: str, mode: str, flops: float, bytes_moved: float,
-                      channels_last: bool = False, depth: float | None = None) -> float:
+                      channels_last: bool = False, depth: float | None = None, op: str | None = None) -> float:
         """Device seconds of one op: ``max(compute time, memory time, launch_s)`` (a roofline with
-        achieved rates). ``depth``: a convolution's ``prod(weight.shape[1:])`` (see :class:`Curve`).
-        Ops of classes without a compute curve are priced by bytes (``reduction`` by the reduction curve,
-        everything else by the memory curve); ``free`` ops cost 0."""
+        achieved rates). ``depth``: the reduction depth of the compute curve's GEMM (see :class:`Curve`).
+        Ops of classes without a compute curve are priced by bytes: on the kernel curve of ``op`` when the
+        profile has one (:meth:`kernel_curve`), else ``reduction`` by the reduction curve and everything
+        else by the memory curve; ``free`` ops cost 0. (The predictor prices a ``convolution_backward``
+        computing both gradients as its two passes, each on its own curve: see :mod:`traincost.predict`.)"""
         if op_class == "free":
             return 0.0
         t = self.launch_s
@@ -258,7 +289,9 @@ class DeviceProfile:
             if curve is not None:
                 t = max(t, curve.time_s(flops, depth))
         if bytes_moved > 0:
-            mem = self.reduction if op_class == "reduction" else self.memory
+            mem = self.kernel_curve(op, mode, channels_last) if op else None
+            if mem is None:
+                mem = self.reduction if op_class == "reduction" else self.memory
             t = max(t, mem.time_s(bytes_moved))
         return t
 
@@ -268,7 +301,7 @@ class DeviceProfile:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "compute":
+            if f.name in ("compute", "kernels"):
                 value = {cls: {m: c.to_dict() for m, c in modes.items()} for cls, modes in value.items()}
             elif isinstance(value, Curve):
                 value = value.to_dict()
@@ -306,7 +339,11 @@ def _curve(value: Any, name: str, where: str) -> Curve:
     if cache_bytes > 0 and cache_peak <= 0:
         raise _err(where, f"field {name}.cache_bytes needs a positive {name}.cache_peak")
     k_half = _num(value.get("k_half", 0.0), f"{name}.k_half", where)
-    return Curve(peak=peak, latency_s=lat, cache_bytes=cache_bytes, cache_peak=cache_peak, k_half=k_half)
+    depth_kind = value.get("depth_kind", "c_in_kk")
+    if depth_kind not in DEPTH_KINDS:
+        raise _err(where, f"field {name}.depth_kind must be one of {', '.join(DEPTH_KINDS)}, got {depth_kind!r}")
+    return Curve(peak=peak, latency_s=lat, cache_bytes=cache_bytes, cache_peak=cache_peak, k_half=k_half,
+                 depth_kind=depth_kind)
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -315,7 +352,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "dispatch_autocast_s": (int, float), "launch_s": (int, float), "optimizer": dict, "software": dict,
     "created": str,
 }
-_OPTIONAL: dict[str, type] = {"properties": dict, "raw": dict, "spread": dict}
+_OPTIONAL: dict[str, type] = {"properties": dict, "raw": dict, "spread": dict, "kernels": dict}
 
 
 def _from_dict(data: Any, where: str) -> DeviceProfile:
@@ -351,6 +388,11 @@ def _from_dict(data: Any, where: str) -> DeviceProfile:
         compute[cls] = {m: _curve(c, f"compute.{cls}.{m}", where) for m, c in modes.items()}
     if not compute.get("matmul"):
         raise _err(where, "missing field 'compute.matmul' (at least one matmul curve is needed)")
+    kernels: dict[str, dict[str, Curve]] = {}
+    for op, modes in data.get("kernels", {}).items():
+        if not isinstance(modes, dict):
+            raise _err(where, f"field kernels.{op} must be an object of math mode -> curve")
+        kernels[op] = {m: _curve(c, f"kernels.{op}.{m}", where) for m, c in modes.items()}
     optimizer = {}
     for key, value in data["optimizer"].items():
         optimizer[key] = _num(value, f"optimizer.{key}", where)
@@ -373,6 +415,7 @@ def _from_dict(data: Any, where: str) -> DeviceProfile:
         properties=dict(data.get("properties", {})),
         raw=dict(data.get("raw", {})),
         spread=dict(data.get("spread", {})),
+        kernels=kernels,
     )
 
 
@@ -578,9 +621,12 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
 
         def summary(key: tuple[str, str], target_ds: float) -> Curve:
             vals = learned[key]
+            kinds = [c.depth_kind for _, c in vals if c.k_half > 0]
+            kind = max(set(kinds), key=kinds.count) if kinds else "c_in_kk"
+            halves = [c.k_half for _, c in vals if c.k_half > 0 and c.depth_kind == kind]
             return Curve(peak=target_ds * _median([f for f, _ in vals]),
                          latency_s=_median([c.latency_s for _, c in vals]),
-                         k_half=_median([c.k_half for _, c in vals]))
+                         k_half=_median(halves) if len(halves) * 2 >= len(vals) else 0.0, depth_kind=kind)
 
         for (cls, mode) in sorted(learned):
             base = mode.removesuffix(CHANNELS_LAST)

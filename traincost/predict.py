@@ -12,17 +12,21 @@ how the curves were fitted (CUDA-event time of one kernel), so ``launch_s`` is a
 The compute curve is chosen by op class and math mode:
 
 * ``matmul`` -> ``matmul``; ``attention`` -> the matmul curves of its dtype;
-* ``aten.convolution`` -> ``conv``; ``aten.convolution_backward`` -> ``conv_backward`` when it computes grad
-  input and grad weight (work = 2 x forward FLOPs), ``conv_bwd_weight`` / ``conv_bwd_input`` when it
-  computes one of them (the first conv of a network has no grad input); ``depth = prod(weight.shape[1:])``
-  (``C_in / groups x kh x kw``) for the depth term of conv curves;
+* ``aten.convolution`` -> ``conv`` with ``depth = prod(weight.shape[1:])`` (``C_in / groups x kh x kw``,
+  the reduction depth of its implicit GEMM) for the depth term of conv curves;
+  ``aten.convolution_backward`` -> ``conv_bwd_input`` plus ``conv_bwd_weight``, each on half the work (= 2
+  x forward FLOPs) when it computes both and the profile has both curves (else ``conv_backward``), one of
+  them when it computes one (the first conv of a network has no grad input). A conv curve's depth term
+  reads the GEMM dimension its fit chose (``Curve.depth_kind``, :func:`conv_depths`): e.g. a CPU's weight
+  gradient over a 2x2 map at batch 8 reduces over 32 positions only and runs far below peak;
 * math mode = the op's first floating input dtype: bfloat16 -> ``bf16``, float16 -> ``fp16``, float32 ->
   ``tf32`` for precision tf32, else ``fp32`` (on CUDA PyTorch runs fp32 convolutions as TF32 by default:
   a calibrated profile's conv ``fp32`` curve was measured that way, a datasheet profile scales it so);
   ``*_channels_last`` curves for a channels_last step where the profile has them.
 
 Ops of other classes (elementwise, copy, norm, pool, softmax, loss, embedding, optimizer, unpriced) are
-priced by their bytes on the memory curve (``reduction`` on the reduction curve); ``free`` ops (views) and
+priced by their bytes on the memory curve (``reduction`` on the reduction curve), or on the op's own
+curve where the profile has one (``DeviceProfile.kernels``: a CPU's batch norm and max pooling); ``free`` ops (views) and
 ``host_only`` ops (the optimizers' CPU step counters) run no kernel: no device time.
 
 Memory curves have a cache tier (a faster rate below ``cache_bytes``), measured on one tensor reused in a
@@ -66,9 +70,10 @@ allocator) <= the device memory. ``max_batch_size``: exact (a few more walks,
 extrapolation from the one walk's memory report (``max_batch_size_exact = False``; 0-7 % below the exact
 search on torchvision models), to keep predict fast. ``compare`` extrapolates for every device.
 
-**Multi-GPU.** ``gpus=G`` multiplies the hardware: per-GPU batch = ``batch_size``, global batch = ``G x
-batch_size``, step time = the single-GPU step (no gradient all-reduce yet: optimistic for G > 1; the
-data-parallel model is a later issue), the bill x G.
+**Multi-GPU.** ``gpus=G`` (on ``nodes`` servers) is DDP data parallel: per-GPU batch = ``batch_size``, global
+batch = ``G x batch_size``, step = the single-GPU step (after any learned correction) + the gradient all-reduce
+not hidden behind backward (:func:`data_parallel`, the model in :mod:`traincost.parallel`); the bill x G.
+``Estimate.allreduce_ms``, ``exposed_comm_ms``, ``scaling_efficiency`` (1.0, 0 ms on one GPU).
 
 No learned correction yet: ``Estimate.interval`` is ``None`` (the residual issue fills it).
 """
@@ -82,12 +87,13 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from traincost.cost import PriceQuote, check_run, plan_run, prices_for_profile, quote, select_provider
-from traincost.devices import Curve, DeviceProfile, profile_for
+from traincost.devices import DEPTH_KINDS, Curve, DeviceProfile, profile_for
 from traincost.errors import TraincostUsageError
+from traincost.parallel import check_parallel
 
 __all__ = ["CUDA_CONTEXT_BYTES", "HOST_OP_RATIO", "ZERO_GRAD_PER_TENSOR_RATIO", "Estimate", "OpTable", "Pricing",
-           "Timeline", "breakdown", "compare", "curve_time", "math_mode", "predict", "price", "resolve_device",
-           "simulate", "with_provider"]
+           "Timeline", "breakdown", "compare", "curve_time", "data_parallel", "math_mode", "predict", "price",
+           "resolve_device", "simulate", "with_provider"]
 
 #: Device memory a CUDA process holds outside the caching allocator (context, kernels, cuDNN/cuBLAS
 #: handles): about 500 MiB on recent GPUs and drivers. Counted against the device memory for ``fits``.
@@ -149,12 +155,40 @@ def _compute_class(op: str, op_class: str, input_shapes: Sequence[tuple[int, ...
 
 
 def _depth(op_class: str, op: str, input_shapes: Sequence[tuple[int, ...]]) -> float:
-    """Reduction depth of a convolution's implicit GEMM: ``prod(weight.shape[1:])``; 0 for other ops."""
+    """Reduction depth of a convolution's forward implicit GEMM: ``prod(weight.shape[1:])`` (``C_in / groups
+    x kh x kw``); 0 for other ops."""
     if op_class != "conv":
         return 0.0
     w = input_shapes[2] if "backward" in op and len(input_shapes) >= 3 else (
         input_shapes[1] if len(input_shapes) >= 2 else ())
     return float(math.prod(w[1:])) if len(w) >= 2 else 0.0
+
+
+def conv_depths(op: str, input_shapes: Sequence[tuple[int, ...]],
+                output_shapes: Sequence[tuple[int, ...]]) -> dict[str, float]:
+    """The GEMM dimensions of a convolution (``aten.convolution`` or ``aten.convolution_backward``) that a
+    conv curve's depth term may use (:data:`traincost.devices.DEPTH_KINDS`, ``Curve.depth_kind``):
+    ``c_in_kk`` = C_in / groups x kh x kw, ``c_out_kk`` = C_out / groups x kh x kw, ``positions`` = N x
+    H_out x W_out, ``min_c_in_kk_positions``. Zeros (no depth term) when the shapes are not a conv's."""
+    zero = dict.fromkeys(DEPTH_KINDS, 0.0)
+    try:
+        if "backward" in op:
+            out, x, w = input_shapes[0], input_shapes[1], input_shapes[2]
+        else:
+            x, w, out = input_shapes[0], input_shapes[1], output_shapes[0]
+        groups = max(1, x[1] // w[1]) if w[1] else 1
+        c_in_kk = float(math.prod(w[1:]))
+        positions = float(out[0] * math.prod(out[2:]))
+        depths = {"c_in_kk": c_in_kk, "c_out_kk": w[0] / groups * math.prod(w[2:]), "positions": positions,
+                  "min_c_in_kk_positions": min(c_in_kk, positions)}
+    except (IndexError, TypeError, ZeroDivisionError):
+        return zero
+    return {k: float(v) for k, v in depths.items()} if len(w) >= 3 else zero
+
+
+#: Compute classes priced as the sum of the two passes of ``convolution_backward`` when a profile has both
+#: curves (each on half the work, with its own GEMM depth); else on the ``conv_backward`` curve.
+_SPLIT_BACKWARD = ("conv_bwd_input", "conv_bwd_weight")
 
 
 # ------------------------------------------------------------------------------------------- op table
@@ -176,6 +210,7 @@ class OpTable:
     flops: np.ndarray
     bytes: np.ndarray
     depth: np.ndarray
+    depths: dict[str, np.ndarray]
     reduction: np.ndarray
     kernel: np.ndarray
     forward: np.ndarray
@@ -183,6 +218,7 @@ class OpTable:
     opt_region: np.ndarray
     opt_weight: np.ndarray
     compute_groups: dict[tuple[str, str], np.ndarray]
+    op_groups: dict[str, dict[str, np.ndarray]]
     sync_index: int | None
     param_tensors: int
     param_bytes: int
@@ -203,6 +239,7 @@ class OpTable:
         flops = np.zeros(n)
         nbytes = np.zeros(n)
         depth = np.zeros(n)
+        depths = {kind: np.zeros(n) for kind in DEPTH_KINDS}
         reduction = np.zeros(n, dtype=bool)
         kernel = np.zeros(n, dtype=bool)
         forward = np.zeros(n, dtype=bool)
@@ -210,6 +247,7 @@ class OpTable:
         opt_region = np.zeros(n, dtype=bool)
         opt_weight = np.zeros(n)
         groups: dict[tuple[str, str], list[int]] = {}
+        op_groups: dict[str, dict[str, list[int]]] = {}
         region_start = None
         for i, r in enumerate(records):
             if r.phase == "optimizer" and region_start is None and r.op == "profiler._record_function_enter_new":
@@ -232,19 +270,27 @@ class OpTable:
                 opt_weight[i] = float(r.n_tensors) if r.op_class == "optimizer" else 1.0
                 if r.op_class == "optimizer":
                     param_tensors = max(param_tensors, int(r.n_tensors))
+            if kernel[i] and nbytes[i] > 0:
+                op = r.op.removeprefix("aten.")
+                op_groups.setdefault(op, {}).setdefault(math_mode(r.input_dtypes, precision), []).append(i)
             if not kernel[i] or r.flops <= 0:
                 continue
             cc = _compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes)
             if cc is None:
                 continue
             depth[i] = _depth(r.op_class, r.op, r.input_shapes)
+            if r.op_class == "conv":
+                for kind, value in conv_depths(r.op, r.input_shapes, r.output_shapes).items():
+                    depths[kind][i] = value
             groups.setdefault((cc, math_mode(r.input_dtypes, precision)), []).append(i)
         sync_index = region_start if precision == "fp16" and region_start is not None else None
         if param_bytes is None:
             param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
         return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
-                   depth=depth, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
+                   depth=depth, depths=depths, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
                    opt_weight=opt_weight, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
+                   op_groups={op: {m: np.asarray(v, dtype=np.int64) for m, v in by_mode.items()}
+                              for op, by_mode in op_groups.items()},
                    sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
                    working_set_bytes=int(working_set_bytes),
                    precision=precision, channels_last=channels_last, optimizer=optimizer, batch_size=batch_size)
@@ -275,19 +321,43 @@ class OpTable:
         """
         compute = np.zeros(self.n)
         for (cc, mode), idx in self.compute_groups.items():
-            curve = profile.compute_curve(cc, mode, self.channels_last)
-            if curve is None and mode != "fp32":  # e.g. a float64 op: price at fp32
-                curve = profile.compute_curve(cc, "fp32", self.channels_last)
-            if curve is not None:
-                compute[idx] = curve_time(curve, self.flops[idx], self.depth[idx])
+            if mode != "fp32" and profile.compute_curve(cc, mode, self.channels_last) is None:
+                mode = "fp32"  # e.g. a float64 op: price at fp32
+            compute[idx] = self._conv_or_gemm_time(profile, cc, mode, idx)
         memory = np.zeros(self.n)
         has_bytes = self.kernel & (self.bytes > 0)
         mem_idx = np.flatnonzero(has_bytes & ~self.reduction)
         red_idx = np.flatnonzero(has_bytes & self.reduction)
         memory[mem_idx] = curve_time(self._stream_curve(profile.memory), self.bytes[mem_idx])
         memory[red_idx] = curve_time(self._stream_curve(profile.reduction), self.bytes[red_idx])
+        for op in profile.kernels:  # ops with a memory curve of their own
+            for mode, idx in self.op_groups.get(op, {}).items():
+                curve = profile.kernel_curve(op, mode, self.channels_last)
+                if curve is not None:
+                    memory[idx] = curve_time(self._stream_curve(curve), self.bytes[idx])
         device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
         return device, compute, memory
+
+    def _conv_or_gemm_time(self, profile: DeviceProfile, cc: str, mode: str, idx: np.ndarray) -> np.ndarray:
+        """Compute-curve seconds of ops ``idx`` (class ``cc``, math ``mode``); 0 without a curve.
+
+        A ``convolution_backward`` computing both gradients is the sum of its two passes, each on its own
+        curve (``conv_bwd_input``, ``conv_bwd_weight``) with half the work, when the profile has both;
+        otherwise :meth:`DeviceProfile.compute_curve`'s chain. Each curve's depth term reads the GEMM
+        dimension it was fitted on (``Curve.depth_kind``)."""
+        cl = self.channels_last
+        flops = self.flops[idx]
+
+        def timed(curve: Curve, work: np.ndarray) -> np.ndarray:
+            return curve_time(curve, work, self.depths[curve.depth_kind][idx])
+
+        if cc == "conv_backward":
+            passes = [profile.compute_curve(c, mode, cl) if mode in profile.compute.get(c, {}) else None
+                      for c in _SPLIT_BACKWARD]
+            if all(passes):
+                return timed(passes[0], flops / 2) + timed(passes[1], flops / 2)
+        curve = profile.compute_curve(cc, mode, cl)
+        return timed(curve, flops) if curve is not None else np.zeros(len(idx))
 
 
 def curve_time(curve: Curve, work: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
@@ -453,7 +523,13 @@ class Estimate:
     ``cost_usd``: provider -> dollars for the run (``total_s``), on-demand, cheapest price of each
     provider; ``prices`` the same quotes with $/GPU-hour, source and date (also when the run length is
     unknown). ``breakdown``: per-layer rows, heaviest first. ``device``: ``{name, profile_source}``.
-    ``interval``: ``{low_ms, high_ms}`` once a learned correction exists (``None`` for now).
+    ``iteration_ms``: the step, corrected by the learned residual when one applies (``analytic_ms`` x
+    exp(residual); ``analytic_ms`` the physics model alone; host/device/compute/memory ms and the
+    ``breakdown`` rows stay analytic: they add up to ``analytic_ms``).
+    ``interval``: ``{low_ms, high_ms}``, an 80 % interval (split-conformal quantiles of cross-validated
+    residuals; widened for datasheet profiles and inputs outside the training data), ``None`` without
+    interval data. ``correction``: ``{model, reason, ...}``: the residual model used (``None``: analytic only)
+    and why (:mod:`traincost.correction`).
     """
 
     iteration_ms: float
@@ -468,11 +544,18 @@ class Estimate:
     breakdown: list[dict[str, Any]]
     device: dict[str, Any]
     interval: dict[str, float] | None = None
+    analytic_ms: float = 0.0
+    correction: dict[str, Any] = field(default_factory=dict)
     prices: list[dict[str, Any]] = field(default_factory=list)
     model: str = ""
     batch_size: int = 0
     global_batch_size: int = 0
     gpus: int = 1
+    nodes: int = 1
+    allreduce_ms: float = 0.0          # all gradient buckets' all-reduce time per step (data parallel)
+    exposed_comm_ms: float = 0.0       # the part of it not hidden behind backward: added to the step
+    scaling_efficiency: float = 1.0    # throughput on G GPUs / (G x one GPU at the same per-GPU batch)
+    interconnect: dict[str, Any] | None = None  # {intra_link, network, buckets, grad_bytes} when gpus > 1
     precision: str = "fp32"
     channels_last: bool = False
     optimizer: str = "sgd"
@@ -559,6 +642,7 @@ class _Step:
     bytes: int
     ops: int
     exact_max_batch: Callable[[int], int]
+    walk: Any = None  # the Walk (records, params, memory): the learned correction's features
 
 
 def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, channels_last: bool,
@@ -581,15 +665,94 @@ def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, chan
         return cache[usable]
 
     return _Step(result.label, table, result.walk.memory, int(result.flops["total"]),
-                 int(sum(result.bytes.values())), result.ops, exact)
+                 int(sum(result.bytes.values())), result.ops, exact, result.walk)
+
+
+def _correction_source(correction: Any) -> Any:
+    """``predict``'s ``correction`` argument as ``"auto"``, ``None`` (analytic only) or a fitted model
+    (a path is loaded and checked now: a usage error before any walking)."""
+    import os
+
+    if correction is None or correction is False:
+        return None
+    if correction is True or (isinstance(correction, str) and correction.strip().lower() == "auto"):
+        return "auto"
+    if isinstance(correction, (str, os.PathLike)):
+        from traincost.correction import load
+
+        return load(correction)
+    if hasattr(correction, "predict") and hasattr(correction, "feature_names_"):
+        return correction
+    raise TraincostUsageError(f"correction must be 'auto', a residual model .json path, a fitted ResidualModel, "
+                              f"or False/None for the analytic model alone, got {correction!r}")
+
+
+def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
+                      correction: Any) -> tuple[float, dict[str, float] | None, dict[str, Any]]:
+    """(step seconds, interval, correction info) of one single-GPU step: the analytic step times
+    exp(learned residual) when a residual model applies (``correction``: see :func:`_correction_source`)."""
+    from pathlib import Path
+
+    from traincost import correction as corr
+
+    analytic_s = pricing.timeline.step_s
+    source = _correction_source(correction)
+    model, reason = None, "analytic only: correction disabled"
+    if source == "auto":
+        model, reason = corr.select_residual(profile)
+    elif source is not None:
+        model, reason = source, "given model"
+    table = step.table
+    features = None
+    if step.walk is not None:
+        features = corr.step_features(step.walk, pricing, profile, precision=table.precision,
+                                      channels_last=table.channels_last, optimizer=table.optimizer,
+                                      batch_size=table.batch_size)
+    elif model is not None:
+        model, reason = None, "analytic only: the step has no walk records for the correction's features"
+    model_features = features
+    if model is not None:
+        proxy, why = corr.proxy_features(model, profile, table.precision)
+        if proxy is None:
+            model, reason = None, f"analytic only: {reason}; {why}"
+        elif proxy:
+            model_features, reason = {**features, **proxy}, f"{reason}; {why}"
+    info: dict[str, Any] = {"model": None, "reason": reason}
+    step_s = analytic_s
+    if model is not None:
+        residual = float(model.predict(corr.features_frame([model_features]))[0])
+        step_s = analytic_s * math.exp(residual)
+        path = model.metadata_.get("path") if isinstance(getattr(model, "metadata_", None), dict) else None
+        info.update(model=Path(path).name if path else "ResidualModel", log_residual=residual,
+                    factor=math.exp(residual))
+        trained = (model.metadata_ or {}).get("code_version")
+        if trained and trained != corr.code_version():
+            info.update(stale=True, reason=f"{reason}; fitted on another version of the analytic model: refit "
+                                           "with 'traincost fit'")
+        quantiles, ranges = model.intervals_, model.feature_ranges_
+    else:
+        quantiles, ranges = corr.analytic_intervals(profile), {}
+    outside = corr.out_of_range(features, ranges) if features is not None else []
+    if model is not None and model_features is not features:
+        outside.append("the device")
+    factors = corr.interval_factors(quantiles, datasheet=profile.source == "datasheet", out_of_range_features=outside)
+    interval = None
+    if factors is not None:
+        interval = {"low_ms": step_s * factors.low * 1e3, "high_ms": step_s * factors.high * 1e3}
+        info.update(interval_level=factors.level, interval_widened_by=factors.widened_by,
+                    interval_basis=("cross-validated residuals of " + str(info["model"]) if model is not None
+                                    else f"the analytic model's errors on measured {profile.kind} steps"),
+                    interval_reasons=list(factors.reasons))
+    return step_s, interval, info
 
 
 def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, dataset_size: int | None,
-              gpus: int, exact_max_batch: bool = True) -> Estimate:
+              gpus: int, exact_max_batch: bool = True, correction: Any = "auto") -> Estimate:
     table = step.table
     pricing = price(table, profile)
     tl = pricing.timeline
-    iteration_s = tl.step_s
+    analytic_s = tl.step_s
+    iteration_s, interval, correction_info = _apply_correction(step, pricing, profile, correction)
     plan = plan_run(iteration_s, batch_size=table.batch_size, gpus=gpus, dataset_size=dataset_size, epochs=epochs)
     notes: list[str] = []
     # memory
@@ -617,9 +780,6 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
     if profile.source == "datasheet":
         notes.append("datasheet profile: rates are datasheet peaks x fractions reached by calibrated GPUs; "
                      "less certain than a calibrated profile")
-    if gpus > 1:
-        notes.append(f"gpus={gpus}: hardware multiplied, per-GPU batch {table.batch_size}; no gradient "
-                     "all-reduce modelled yet (optimistic step time)")
     if dataset_size is None:
         notes.append("no dataset size: epoch, total time and run cost need --dataset-size")
     exposed = float(tl.exposed_host_s.sum())
@@ -637,7 +797,9 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         bound=_bound(exposed, comp, mem),
         breakdown=breakdown(table, pricing),
         device={"name": profile.name, "profile_source": profile.source},
-        interval=None,
+        interval=interval,
+        analytic_ms=analytic_s * 1e3,
+        correction=correction_info,
         prices=[q.to_dict() for q in quotes],
         model=step.label,
         batch_size=table.batch_size,
@@ -664,6 +826,55 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         max_batch_size_exact=exact,
         notes=notes,
     )
+
+
+def data_parallel(step: _Step, profile: DeviceProfile, estimate: Estimate, *, gpus: int, nodes: int = 1,
+                  network: str | None = None) -> Estimate:
+    """``estimate`` (one GPU's step, as :func:`_estimate` made it, learned correction included) on ``gpus``
+    GPUs of ``nodes`` servers with DDP (:mod:`traincost.parallel`): the step grows by the gradient all-reduce
+    not hidden behind backward; epoch, total and cost follow. Applied after ``_estimate``, whatever it does
+    to the single-GPU step. One GPU: ``estimate`` unchanged."""
+    if gpus <= 1:
+        return estimate
+    from traincost.catalog import GPUS_PER_NODE
+    from traincost.parallel import data_parallel as dp_step
+    from traincost.parallel import fabric_for, grad_events
+
+    table = step.table
+    records = getattr(step.walk, "records", None)
+    dp = dp_step(table, price(table, profile), fabric_for(profile, gpus=gpus, nodes=nodes, network=network),
+                 grad_events(records) if records is not None else None)
+    single_s = estimate.iteration_ms / 1e3
+    iteration_s = single_s + dp.exposed_comm_s
+    plan = plan_run(iteration_s, batch_size=table.batch_size, gpus=gpus, dataset_size=estimate.dataset_size,
+                    epochs=estimate.epochs)
+    quotes = quote(plan.total_s, prices_for_profile(profile), gpus)
+    interval = estimate.interval
+    if interval is not None:
+        interval = {k: (v + dp.exposed_comm_ms if k.endswith("_ms") else v) for k, v in interval.items()}
+    where = f"{dp.intra_link}" + (f", {dp.network} between {nodes} nodes" if nodes > 1 else "")
+    notes = [*estimate.notes,
+             (f"data parallel (DDP): {gpus} GPUs x batch {table.batch_size}, gradients "
+              f"{dp.grad_bytes / 2**20:.0f} MiB in {len(dp.buckets)} buckets all-reduced over {where}: "
+              f"{dp.allreduce_ms:.2f} ms, {dp.exposed_comm_ms:.2f} ms not hidden behind backward (scaling "
+              f"efficiency {dp.scaling_efficiency:.0%} of linear; NCCL/compute contention, stragglers and input "
+              "pipelines not modelled)")]
+    if gpus // nodes > GPUS_PER_NODE:
+        notes.append(f"{gpus // nodes} GPUs per node is more than a usual server holds ({GPUS_PER_NODE}); predicted "
+                     f"as one {dp.intra_link} domain (a DGX-2 has 16 V100); use nodes= for a cluster")
+    if dp.unmatched_grad_bytes:
+        notes.append(f"{dp.unmatched_grad_bytes / 2**20:.1f} MiB of gradients without a ready time in the walk: "
+                     "all-reduced at the end of backward")
+    return replace(
+        estimate, iteration_ms=iteration_s * 1e3,
+        samples_per_s=plan.global_batch_size / iteration_s if iteration_s > 0 else math.inf,
+        epoch_s=plan.epoch_s, total_s=plan.total_s, prices=[q.to_dict() for q in quotes],
+        cost_usd={q.provider: q.usd for q in quotes if q.usd is not None}, interval=interval, nodes=nodes,
+        allreduce_ms=dp.allreduce_ms, exposed_comm_ms=dp.exposed_comm_ms,
+        scaling_efficiency=single_s / iteration_s if iteration_s > 0 else 1.0,
+        interconnect={"intra_link": dp.intra_link, "network": dp.network or None, "grad_bytes": dp.grad_bytes,
+                      "buckets": len(dp.buckets)},
+        notes=notes)
 
 
 def with_provider(estimate: Estimate, provider: str | None) -> Estimate:
@@ -695,36 +906,46 @@ def _check_device(profile: DeviceProfile, precision: str, gpus: int) -> None:
 def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
-            dataset_size: int | None = None, gpus: int = 1) -> Estimate:
+            dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
+            network: str | None = None, correction: Any = "auto") -> Estimate:
     """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
 
     ``model``: a family/torchvision name, spec path, ``ArchSpec`` or ``nn.Module`` (as ``traincost.count``).
     ``device``: ``"cpu"``, a GPU name (``"A100"``, ``"H100 SXM"``), a profile ``.json`` path or a
-    :class:`~traincost.devices.DeviceProfile`. ``batch_size`` is per GPU; ``gpus`` multiplies the hardware
-    (no communication model yet). ``epochs`` defaults to 1 when only ``dataset_size`` is given.
+    :class:`~traincost.devices.DeviceProfile`. ``batch_size`` is per GPU; ``gpus`` > 1 is DDP data parallel on
+    ``nodes`` servers (:func:`data_parallel`; ``network`` between nodes, e.g. ``"ib-hdr"`` or ``"8x ib-hdr"``).
+    ``epochs`` defaults to 1 when only ``dataset_size`` is given. ``correction``: ``"auto"`` (the shipped
+    residual model for the device, else a cross-device one, else none), a residual model ``.json`` path, or
+    ``False``/``None`` for the analytic model alone (``Estimate.correction`` says which was used).
     Raises ``TraincostUsageError`` for an unknown device, a precision the device lacks (bf16 on a V100),
     or bad run parameters; a batch that does not fit is still predicted (``fits=False``).
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
     profile = resolve_device(device)
     _check_device(profile, precision, gpus)
+    check_parallel(gpus, nodes, network)
+    source = _correction_source(correction)
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
-    return _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus)
+    return data_parallel(step, profile, _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
+                                                  correction=source),
+                         gpus=gpus, nodes=nodes, network=network)
 
 
 def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_size: int,
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
-            dataset_size: int | None = None, gpus: int = 1) -> list[Estimate]:
+            dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
+            network: str | None = None, correction: Any = "auto") -> list[Estimate]:
     """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
 
     The walk depends on the model, batch and precision, not on the device: it is priced again for each
     device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
     is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
-    them all.
+    them all. ``correction`` as in :func:`predict`, chosen per device.
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
+    source = _correction_source(correction)
     if isinstance(devices, str):
         devices = [d.strip() for d in devices.split(",") if d.strip()]
     devices = list(devices)
@@ -741,7 +962,10 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
             problems.append(str(exc))
     if problems:
         raise TraincostUsageError("; ".join(problems))
+    check_parallel(gpus, nodes, network)
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
-    return [_estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus, exact_max_batch=False)
+    return [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
+                                             exact_max_batch=False, correction=source),
+                          gpus=gpus, nodes=nodes, network=network)
             for p in profiles]

@@ -57,6 +57,7 @@ import torch
 
 from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
 from traincost.devices import (
+    DEPTH_KINDS,
     CHANNELS_LAST,
     DEFAULT_DISPATCH_S,
     SCHEMA_VERSION,
@@ -90,7 +91,25 @@ _CONV_SHAPES = (
     (16, 16, 112, 3, 1),     # few channels, large image
 )
 _CONV_SHAPES_QUICK = ((3, 64, 224, 7, 2), (64, 64, 56, 3, 1), (128, 128, 28, 3, 1), (256, 1024, 14, 1, 1))
+#: Small feature maps (CPU grid): the last stages of networks trained on 32-64 px inputs, where a conv's
+#: weight gradient reduces over a few positions only.
+_CONV_SHAPES_SMALL_MAPS = (
+    (512, 512, 2, 3, 1),
+    (256, 256, 4, 3, 1),
+    (128, 256, 8, 3, 2),
+    (64, 64, 16, 3, 1),
+)
 _CONV_PASSES = ("fwd", "bwd_input", "bwd_weight", "bwd")
+
+#: Memory-bound aten ops measured on their own curve (``DeviceProfile.kernels``): PyTorch's CPU batch norm
+#: and max pooling run 4-20x below the elementwise ``add`` rate every other memory-bound op is priced on.
+#: op -> pooling windows measured ((kernel, stride, padding, ceil_mode) as the families use them).
+_KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward", "max_pool2d_with_indices",
+               "max_pool2d_with_indices_backward")
+_POOL_WINDOWS = ((2, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True), (3, 1, 1, False))
+#: (C, H = W) of 4-d activations; batches scale them from a few KiB to tens of MiB.
+_KERNEL_MAPS = ((16, 64), (64, 32), (128, 16), (256, 8), (512, 4), (32, 112))
+_KERNEL_MAX_BYTES = 32 << 20  # largest activation measured (fp32 bytes)
 _CONV_CLASS = {"fwd": "conv", "bwd": "conv_backward", "bwd_input": "conv_bwd_input",
                "bwd_weight": "conv_bwd_weight"}
 _CONV_WORK = {"fwd": 1, "bwd": 2, "bwd_input": 1, "bwd_weight": 1}
@@ -115,6 +134,8 @@ class _Settings:
     dispatch_n: int
     optimizer_lists: tuple[str, ...]
     deadline_s: float = 600.0       # measurement points still queued after this many seconds are skipped
+    kernel_batches: tuple[int, ...] = ()   # batches of _KERNEL_MAPS for the kernel curves (() = none)
+    kernel_modes: tuple[str, ...] = ()     # math modes (+ _channels_last) of the kernel curves
 
 
 def _geom(lo: int, hi: int, factor: int) -> tuple[int, ...]:
@@ -154,13 +175,15 @@ def _settings(kind: str, quick: bool, total_memory: int) -> _Settings:
             gemm_squares=(64, 256, 768), gemm_rects=((64, 1024, 1024),),
             conv_shapes=_CONV_SHAPES_QUICK, conv_batches=(2,), conv_cl_modes=("fp32",), conv_strict=False,
             mem_sizes=_geom(4 << 10, 16 << 20, 4) + (32 << 20,),
+            kernel_batches=(2, 16), kernel_modes=("fp32",),
             dispatch_n=2000, optimizer_lists=("mlp", "resnet18_half", "many_small"), deadline_s=50.0)
     return _Settings(
         repeats=5, target_sample_s=4e-3, max_inner=1000, max_call_s=1.0,
         gemm_squares=(32, 64, 128, 256, 512, 1024, 2048),
         gemm_rects=((64, 1024, 1024), (256, 2048, 1000), (1024, 256, 1024), (8192, 64, 64)),
-        conv_shapes=_CONV_SHAPES, conv_batches=(1, 4, 16), conv_cl_modes=("fp32", "bf16"), conv_strict=False,
-        mem_sizes=_geom(4 << 10, 128 << 20, 2),
+        conv_shapes=_CONV_SHAPES + _CONV_SHAPES_SMALL_MAPS, conv_batches=(1, 4, 16), conv_cl_modes=("fp32", "bf16"),
+        conv_strict=False, mem_sizes=_geom(4 << 10, 128 << 20, 2),
+        kernel_batches=(1, 8, 32), kernel_modes=("fp32", "bf16", "fp32" + CHANNELS_LAST, "bf16" + CHANNELS_LAST),
         dispatch_n=5000, optimizer_lists=("mlp", "resnet18_half", "resnet18", "many_small", "few_large",
                                           "resnet50"), deadline_s=600.0)
 
@@ -491,6 +514,51 @@ def _memory_point(run: _Run, nbytes: int) -> dict[str, Any]:
     return {"op": "add_out", "tensor_bytes": 4 * n, "work": 3 * 4 * n, **res}
 
 
+def _kernel_call(op: str, x: torch.Tensor, window: tuple[int, int, int, bool]) -> tuple[Callable[[], Any], tuple]:
+    """A call of aten ``op`` on input ``x`` as a training step makes it (batch norm in training mode with
+    fp32 parameters, as under autocast; pooling with ``window``), and its (args, out) for the formulas."""
+    aten = torch.ops.aten
+    c = x.shape[1]
+    params = [torch.rand(c, device=x.device) + 0.5 for _ in range(4)]  # weight, bias, running mean, var
+    if op.startswith("native_batch_norm"):
+        fwd_args = (x, *params, True, 0.1, 1e-5)
+        y, mean, invstd = aten.native_batch_norm(*fwd_args)
+        if op == "native_batch_norm":
+            return (lambda: aten.native_batch_norm(*fwd_args)), (fwd_args, (y, mean, invstd))
+        gy = torch.randn_like(y)
+        args = (gy, x, params[0], params[2], params[3], mean, invstd, True, 1e-5, [True, True, True])
+        return (lambda: aten.native_batch_norm_backward(*args)), (args, aten.native_batch_norm_backward(*args))
+    k, st, pad, ceil = window
+    pool_args = (x, [k, k], [st, st], [pad, pad], [1, 1], ceil)
+    y, idx = aten.max_pool2d_with_indices(*pool_args)
+    if op == "max_pool2d_with_indices":
+        return (lambda: aten.max_pool2d_with_indices(*pool_args)), (pool_args, (y, idx))
+    gy = torch.randn_like(y)
+    args = (gy, x, [k, k], [st, st], [pad, pad], [1, 1], ceil, idx)
+    return (lambda: aten.max_pool2d_with_indices_backward(*args)), (args, aten.max_pool2d_with_indices_backward(*args))
+
+
+def _kernel_point(run: _Run, op: str, mode: str, shape: tuple[int, ...],
+                  window: tuple[int, int, int, bool]) -> dict[str, Any]:
+    from torch.utils._pytree import tree_map
+
+    from traincost.flopmodel import formulas
+    from traincost.flopmodel.records import TensorInfo
+
+    base = mode.removesuffix(CHANNELS_LAST)
+    fmt = torch.channels_last if mode.endswith(CHANNELS_LAST) else None
+    x = _randn(shape, _DTYPES[base], run.dev, fmt)
+    fn, (args, out) = _kernel_call(op, x, window)
+
+    def info(v: Any) -> Any:
+        return TensorInfo.of(v) if isinstance(v, torch.Tensor) else v
+
+    cost = formulas.price("aten." + op, tree_map(info, args), {}, tree_map(info, out))
+    res = run.timer.measure(fn)
+    return {"op": op, "mode": mode, "shape": list(shape), "window": list(window),
+            "work": cost.bytes_read + cost.bytes_written, **res}
+
+
 def _reduction_point(run: _Run, nbytes: int) -> dict[str, Any]:
     n = max(1, nbytes // 4)
     a = _randn((n,), torch.float32, run.dev)
@@ -668,6 +736,19 @@ def _plan(run: _Run, modes: list[str]) -> list[_Point]:
                     pts.append(_Point("conv", label, lambda mode=mode, shape=shape, batch=batch, cpass=cpass:
                                       _conv_point(run, mode, shape, batch, cpass),
                                       f"conv-{mode}-{cpass}-{shape}"))
+    # memory curves of single ops (optional: a profile without them prices these ops on the memory curve),
+    # after the convolutions so that a run past its deadline loses these first
+    for op in _KERNEL_OPS:
+        windows = _POOL_WINDOWS if "pool" in op else _POOL_WINDOWS[:1]
+        for mode in s.kernel_modes:
+            for c, hw in _KERNEL_MAPS:
+                for batch in s.kernel_batches:
+                    if batch * c * hw * hw * 4 > _KERNEL_MAX_BYTES:
+                        continue
+                    for w in windows:
+                        pts.append(_Point("kernel", f"kernel {op} {mode} {batch}x{c}x{hw}x{hw} k{w[0]}s{w[1]}",
+                                          lambda op=op, mode=mode, shape=(batch, c, hw, hw), w=w:
+                                          _kernel_point(run, op, mode, shape, w), f"kernel-{op}-{mode}-{c}-{w}"))
     # a second round of the (cheap) dispatch loops, far apart in time from the first: the fit keeps the
     # lower of the two, so a passing disturbance of the host does not become the profile's dispatch cost
     pts += [_Point(p.family, p.label + " (round 2)", p.run) for p in dispatch]
@@ -802,17 +883,61 @@ def _fit_curves(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[di
     return compute, curves["memory"], curves["reduction"]
 
 
+def _fit_kernels(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[dict[str, Any]]
+                 ) -> dict[str, dict[str, Curve]]:
+    """Memory curves of single ops (``DeviceProfile.kernels``) per (op, mode), work = formula bytes."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in raw.get("kernel", []):
+        groups.setdefault((r["op"], r["mode"]), []).append(r)
+    kernels: dict[str, dict[str, Curve]] = {}
+    for (op, mode), rows in sorted(groups.items()):
+        try:
+            curve, rep = _fit(rows, cache_tier=True)
+        except Exception as exc:  # noqa: BLE001
+            errors.append({"family": "fit", "what": f"kernel {op} {mode}", "error": _one_line(exc)})
+            continue
+        kernels.setdefault(op, {})[mode] = curve
+        fits.append({"class": "kernel:" + op, "mode": mode, **rep.to_dict(), **curve.to_dict()})
+    return kernels
+
+
 def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
-    """Fit one curve (convolutions with the depth term ``C_in * k * k`` available); with a single distinct
-    size (a series cut short) only the peak, latency 0."""
+    """Fit one curve; with a single distinct size (a series cut short) only the peak, latency 0.
+
+    Convolutions also try the depth term on each GEMM dimension of :data:`DEPTH_KINDS` and keep the one
+    with the lowest median error (the default ``c_in_kk`` unless another is better by a clear margin):
+    which dimension limits a pass differs by pass and device (a GPU's weight gradient is slow on a small
+    output, a CPU's on a small reduction over 2x2 maps)."""
     work = [r["work"] for r in rows]
     times = [r["median_s"] for r in rows]
-    depth = None
-    if rows and "shape" in rows[0] and isinstance(rows[0]["shape"], dict):
-        depth = [r["shape"]["c_in"] * r["shape"]["kernel"] ** 2 for r in rows]
     if len(set(work)) < 2:
         return fit_curve(work, times, fixed_latency=0.0)
-    return fit_curve(work, times, depth=depth, cache_tier=cache_tier)
+    if not (rows and isinstance(rows[0].get("shape"), dict)):
+        return fit_curve(work, times, cache_tier=cache_tier)
+    best = None
+    for kind in DEPTH_KINDS:
+        curve, rep = fit_curve(work, times, depth=[_gemm_depths(r)[kind] for r in rows], cache_tier=cache_tier)
+        if curve.k_half > 0:
+            curve = dataclasses.replace(curve, depth_kind=kind)
+        if best is None or rep.median_ape < best[1].median_ape * (1 - _DEPTH_KIND_MARGIN):
+            best = (curve, rep)
+    assert best is not None
+    return best
+
+
+#: Another depth dimension replaces the default only when it cuts the fit's median error by this fraction.
+_DEPTH_KIND_MARGIN = 0.1
+
+
+def _gemm_depths(row: dict[str, Any]) -> dict[str, int]:
+    """The GEMM dimensions of a measured convolution (:data:`DEPTH_KINDS`), as the predictor computes
+    them from shapes (:func:`traincost.predict.conv_depths`)."""
+    sh = row["shape"]
+    k = sh["kernel"]
+    out = (sh["hw"] + 2 * (k // 2) - k) // sh["stride"] + 1
+    c_in_kk, positions = sh["c_in"] * k * k, sh["batch"] * out * out
+    return {"c_in_kk": c_in_kk, "c_out_kk": sh["c_out"] * k * k, "positions": positions,
+            "min_c_in_kk_positions": min(c_in_kk, positions)}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -943,6 +1068,7 @@ class _Fitted:
     optimizer: dict[str, float]
     fits: list[dict[str, Any]]
     fallbacks: list[str]
+    kernels: dict[str, dict[str, Curve]]
 
 
 def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[str, Any]],
@@ -955,6 +1081,7 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
     fits: list[dict[str, Any]] = []
     fallbacks: list[str] = []
     compute, memory, reduction = _fit_curves(raw, errors, fits)
+    kernels = _fit_kernels(raw, errors, fits)
 
     disp: dict[tuple[str, Any], dict[str, Any]] = {}
     for r in raw.get("dispatch", []):  # the faster of the rounds of each loop
@@ -997,6 +1124,7 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
                    for cls, modes_ in compute.items()}
         memory = _minus_latency(memory, dispatch_s)
         reduction = _minus_latency(reduction, dispatch_s)
+        kernels = {op: {m: _minus_latency(c, dispatch_s) for m, c in modes_.items()} for op, modes_ in kernels.items()}
     # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement.
     if kind == "cuda" and has_tf32:
         for cls, curves in compute.items():
@@ -1010,7 +1138,7 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
         optimizer = dict(fb.optimizer)
         fallbacks.append("optimizer: datasheet-derived values used (measurement failed)")
     return _Fitted(compute, memory, reduction, float(dispatch_s), float(dispatch_autocast_s), float(launch_s),
-                   optimizer, fits, fallbacks)
+                   optimizer, fits, fallbacks, kernels)
 
 
 def _spread(raw: dict[str, Any]) -> dict[str, Any]:
@@ -1059,6 +1187,7 @@ def _assemble(run: _Run, modes: list[str], skipped: dict[str, str], quick: bool,
         catalog_key=catalog_key,
         memory_bytes=total_memory if total_memory > 0 else 1,
         compute=fitted.compute,
+        kernels=fitted.kernels,
         memory=fitted.memory,
         reduction=fitted.reduction,
         dispatch_s=fitted.dispatch_s,
@@ -1089,7 +1218,7 @@ def refit(profile: DeviceProfile) -> DeviceProfile:
     props = dict(profile.properties)
     props["fallbacks"] = fitted.fallbacks
     props["refit"] = _dt.date.today().isoformat()
-    return _replace(profile, compute=fitted.compute, memory=fitted.memory, reduction=fitted.reduction,
+    return _replace(profile, compute=fitted.compute, kernels=fitted.kernels, memory=fitted.memory, reduction=fitted.reduction,
                     dispatch_s=fitted.dispatch_s, dispatch_autocast_s=fitted.dispatch_autocast_s,
                     launch_s=fitted.launch_s, optimizer=fitted.optimizer, properties=props,
                     raw={**raw, "fits": fitted.fits, "errors": errors}, spread=_spread(raw))

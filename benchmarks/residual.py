@@ -1,0 +1,147 @@
+"""How much the learned correction helps: analytic vs corrected step time, cross-validated. Asserts nothing.
+
+    python benchmarks/residual.py [--cache FILE] [--trees N]
+
+Tables (the numbers of ``traincost evaluate``):
+
+1. **Cross-validation on the committed training datasets** (``traincost/data/datasets/``): the CPU dataset,
+   the H200 families dataset and both together, each with leave-one-family-out (``family``) and
+   leave-architectures-out in 5 grouped folds (``architecture``): median / p90 absolute percentage error
+   of the analytic model and of the corrected one, and the coverage of the 80 % / 90 % intervals (each
+   held-out fold's interval from the other folds' residuals, widened as ``predict`` widens it).
+2. **Per family**, leave-one-family-out.
+3. **Held-out validation** (never trained on): ``benchmarks/data/h200-models-*.csv`` (torchvision models on
+   the H200) scored with the shipped ``h200.json`` and ``all.json``; ``benchmarks/data/cpu-measured-*.csv``
+   (torchvision and family models on this CPU) with the shipped ``cpu-2core-x86_64.json`` and ``all.json``.
+
+Every row is walked and priced with the current code (minutes on 2 cores); ``--cache`` keeps the features
+of rows already walked by the same code (default: a file in the temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT / "traincost" / "data" / "datasets"
+BENCH = ROOT / "benchmarks" / "data"
+CPU = DATASETS / "cpu-2core-x86_64.csv"
+H200 = DATASETS / "h200-families-2026-11-28.csv"
+
+
+def _pct(s: dict[str, float]) -> str:
+    return f"{s['median_ape']:6.1f} {s['p90_ape']:6.1f}"
+
+
+def _cov(c: dict[str, float] | None) -> str:
+    if not c:
+        return "     -      -"
+    return f"{100 * c.get('0.8', float('nan')):5.1f}% {100 * c.get('0.9', float('nan')):5.1f}%"
+
+
+def _header() -> None:
+    print(f"{'data':<22} {'split':<13} {'n':>5}  {'analytic med p90':>16}  {'corrected med p90':>17}  "
+          f"{'cover 80% 90%':>14}")
+
+
+def _line(name: str, rep: dict) -> None:
+    print(f"{name:<22} {rep['split']:<13} {rep['n']:>5}  {_pct(rep['analytic']):>16}  {_pct(rep['corrected']):>17}  "
+          f"{_cov(rep['interval_coverage']):>14}")
+
+
+def _cpu_measured_as_dataset(path: Path, out: Path) -> Path:
+    """``benchmarks/data/cpu-measured-*.csv`` (accuracy.py's own columns) as a bench-schema dataset."""
+    import csv
+
+    from traincost.calibrate.bench import FIELDS, write_dataset
+    from traincost.devices import profile_for
+
+    name = profile_for("cpu").name
+    rows = []
+    with path.open(newline="") as fh:
+        for i, r in enumerate(csv.DictReader(fh)):
+            spec = json.loads(r["spec"])
+            rows.append({**{f: "" for f in FIELDS}, "schema_version": "1", "config_key": f"cpu-measured-{i}",
+                         "family": spec.get("model", ""), "model": r["model"], "spec": r["spec"],
+                         "batch_size": r["batch_size"], "precision": r["precision"],
+                         "channels_last": r["channels_last"], "optimizer": r["optimizer"], "status": r["status"],
+                         "median_ms": r["median_ms"], "device": name, "profile_name": name})
+    write_dataset(rows, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "traincost-residual-features.csv"),
+                        help="feature cache CSV (rows walked by the same code are not walked again)")
+    parser.add_argument("--trees", type=int, default=300, help="boosting rounds of the cross-validated models")
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    from traincost.calibrate.fit import Frame, build_frame, evaluate
+    from traincost.correction import load, shipped_dir
+
+    params = {"n_estimators": args.trees}
+    frames = {name: build_frame([path], processes=args.processes, cache=args.cache)
+              for name, path in (("cpu-2core-x86_64", CPU), ("h200-families", H200))}
+    a, b = frames["cpu-2core-x86_64"], frames["h200-families"]
+    frames["both (cross-device)"] = Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
+                                          pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets,
+                                          a.devices + b.devices)
+
+    print("== 1. Cross-validation on the training datasets (median / p90 absolute % error) ==")
+    _header()
+    family_reports = {}
+    for name, fr in frames.items():
+        for split in ("family", "architecture"):
+            rep, _ = evaluate(fr, split, params=params)
+            _line(name, rep)
+            if split == "family":
+                family_reports[name] = rep
+        if len(set(fr.meta["device"])) > 1:
+            for dev, r in rep["per_device"].items():
+                print(f"{'  ' + dev[:20]:<22} {'  per device':<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
+                      f"{_pct(r['corrected']):>17}")
+
+    print("\n== 2. Leave-one-family-out, per family ==")
+    print(f"{'data':<22} {'family':<13} {'n':>5}  {'analytic med p90':>16}  {'corrected med p90':>17}")
+    for name, rep in family_reports.items():
+        for fam, r in rep["per_family"].items():
+            print(f"{name:<22} {fam:<13} {r['n']:>5}  {_pct(r['analytic']):>16}  {_pct(r['corrected']):>17}")
+
+    print("\n== 3. Held-out validation: shipped models on measurements never trained on ==")
+    _header()
+    held = []
+    for path in sorted(BENCH.glob("h200-models-*.csv"))[-1:]:
+        held.append((path.name, path, ("h200.json", "all.json")))
+    cpu_measured = sorted(BENCH.glob("cpu-measured-*.csv"))[-1:]
+    tmp = Path(tempfile.mkdtemp(prefix="traincost-residual-"))
+    for path in cpu_measured:
+        held.append((path.name, _cpu_measured_as_dataset(path, tmp / path.name), ("cpu-2core-x86_64.json", "all.json")))
+    for name, path, models in held:
+        fr = build_frame([path], processes=args.processes, cache=args.cache)
+        for model_name in models:
+            model_path = shipped_dir() / model_name
+            if not model_path.is_file():
+                print(f"{name[:22]:<22} {model_name}: not shipped")
+                continue
+            rep, _ = evaluate(fr, model=load(model_path))
+            rep = {**rep, "split": model_name[:13]}
+            _line(name[:22], rep)
+        if len(fr.skipped):
+            print(f"  ({len(fr.skipped)} rows skipped: {fr.skipped[0][:100]})")
+    print("\nsplit 'family': one fold per family; 'architecture': 5 folds of whole architectures (spec JSON); "
+          "held-out rows: the shipped model as is. Coverage: share of measured steps inside the interval.")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,543 @@
+"""Train and cross-validate the learned correction (:mod:`traincost.correction`) on measured datasets.
+
+Features are computed by the current code at fit time, never read from a CSV: each ``ok`` row's spec is
+walked again (``traincost.predict._walk``) and priced (``traincost.predict.price``) on the row's device
+profile; the CSV's ``analytic_ms`` (the prediction when it was measured) is ignored. The target is
+``log(median_ms / analytic_ms_now)``.
+
+Cross-validation never splits one model's rows: ``family`` holds out whole families (one fold per
+family), ``architecture`` holds out whole architectures (rows with the same spec JSON, on any device,
+batch or precision) in :data:`ARCH_FOLDS` grouped folds. Metrics are the median and 90th percentile
+(``numpy.percentile``, linear) of the absolute percentage error ``100 |predicted - measured| /
+measured``, for the analytic prediction and the corrected one, overall and per family. Interval coverage
+is measured the same way: a held-out fold's interval comes from the out-of-fold residuals of the *other*
+folds only (split conformal) and is widened by the rules of :func:`traincost.correction.interval_factors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from traincost.correction import (
+    DATASHEET_WIDEN,
+    FEATURES,
+    LEVELS,
+    OUT_OF_RANGE_WIDEN,
+    PRECISIONS,
+    RANGE_MARGIN,
+    ResidualModel,
+    code_version,
+    conformal_quantiles,
+    device_key,
+    out_of_range,
+    proxy_features,
+)
+from traincost.errors import TraincostError, TraincostUsageError
+
+SPLITS = ("family", "architecture")
+#: Grouped folds of the architecture split.
+ARCH_FOLDS = 5
+#: Rows per task sent to a worker process.
+CHUNK_ROWS = 16
+
+
+class FitError(TraincostUsageError):
+    """A dataset or split that cannot be used for fitting or evaluation (names the file or the problem)."""
+
+
+# ------------------------------------------------------------------------------------------ rows -> features
+
+
+@dataclass
+class Frame:
+    """A dataset as features and targets. ``meta`` columns: family, arch, device, kind, source,
+    measured_ms, analytic_ms, dataset, config_key; ``y = log(measured_ms / analytic_ms)``."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    meta: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: np.ndarray) -> Frame:
+        return Frame(self.X.iloc[idx].reset_index(drop=True), self.y[idx], self.meta.iloc[idx].reset_index(drop=True),
+                     list(self.skipped), list(self.datasets), list(self.devices))
+
+
+def _arch_key(spec_json: str) -> str:
+    try:
+        text = json.dumps(json.loads(spec_json), sort_keys=True)
+    except (json.JSONDecodeError, TypeError):
+        text = spec_json
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve_row_profile(row: dict[str, str], profiles: Sequence[Any] = ()) -> Any:
+    """The device profile of a dataset row: a given profile or a shipped one whose name is the row's
+    ``profile_name`` or ``device``; else ``profile_for(device)`` (a calibrated or datasheet GPU profile)."""
+    from traincost.devices import load_shipped_profiles, profile_for
+
+    names = [n for n in (row.get("profile_name", ""), row.get("device", "")) if n]
+    for p in [*profiles, *load_shipped_profiles()]:
+        if p.name in names:
+            return p
+    try:
+        return profile_for(row.get("device", ""))
+    except TraincostError:
+        raise FitError(f"no device profile for device {row.get('device')!r}: pass its profile (--profile FILE.json)")
+
+
+def _features_chunk(task: tuple[dict[str, Any], list[tuple[int, dict[str, str]]]]) -> list[tuple[int, Any, str]]:
+    """Worker: (profile dict, [(index, row)]) -> [(index, (features, analytic_ms) or None, error)]."""
+    from traincost.correction import step_features
+    from traincost.devices import DeviceProfile
+    from traincost.flopmodel.arch import ArchSpec
+    from traincost.predict import _walk, price
+
+    profile_dict, rows = task
+    profile = DeviceProfile.from_dict(profile_dict)
+    out: list[tuple[int, Any, str]] = []
+    for i, row in rows:
+        try:
+            spec = ArchSpec.from_dict(json.loads(row["spec"]))
+            precision = row["precision"]
+            channels_last = row["channels_last"].strip().lower() == "true"
+            batch = int(row["batch_size"])
+            step = _walk(spec, batch_size=batch, input_shape=None, precision=precision,
+                         channels_last=channels_last, optimizer=row["optimizer"])
+            pricing = price(step.table, profile)
+            feats = step_features(step.walk, pricing, profile, precision=precision, channels_last=channels_last,
+                                  optimizer=row["optimizer"], batch_size=batch)
+            out.append((i, (feats, float(pricing.timeline.step_s) * 1e3), ""))
+        except Exception as exc:  # one bad row never stops the dataset
+            out.append((i, None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"))
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_rows(paths: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]], list[str]]:
+    """The measured (``ok``, positive time) rows of every dataset, each tagged with its file; the files
+    (name, sha256, rows used) and the rows skipped. A :class:`FitError` for no file or no usable row."""
+    from traincost.calibrate.bench import read_dataset
+
+    if not paths:
+        raise FitError("no dataset given (--dataset FILE.csv)")
+    rows: list[dict[str, str]] = []
+    files: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for p in paths:
+        path = Path(p)
+        table = read_dataset(path)  # DatasetError (a usage error) for a missing or foreign file
+        used = 0
+        for r in table:
+            try:
+                ms = float(r["median_ms"])
+            except ValueError:
+                ms = float("nan")
+            if r["status"] != "ok" or not ms > 0 or not r["spec"]:
+                skipped.append(f"{path.name}:{r['config_key']}: status {r['status']!r}, median_ms {r['median_ms']!r}")
+                continue
+            rows.append({**r, "_dataset": path.name})
+            used += 1
+        if used == 0:
+            raise FitError(f"{path}: no measured rows (status ok with a median_ms) to fit or evaluate on")
+        files.append({"file": path.name, "sha256": _file_sha256(path), "rows": used})
+    return rows, files, skipped
+
+
+def _profile_hash(profile: Any) -> str:
+    return hashlib.sha256(json.dumps(profile.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cache_key(row: dict[str, str], profile_hash: str) -> str:
+    return f"{row['config_key'] or _arch_key(row['spec'])}:{row['batch_size']}:{row['precision']}:" \
+           f"{row['channels_last']}:{row['optimizer']}:{profile_hash}"
+
+
+def _read_cache(path: Path, version: str) -> dict[str, tuple[dict[str, float], float]]:
+    """Cached (features, analytic_ms) by key; entries of another code version are ignored."""
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype={"key": str, "code_version": str})
+    except (OSError, ValueError, pd.errors.ParserError):
+        return {}
+    if not {"key", "code_version", "analytic_ms", *FEATURES} <= set(table.columns):
+        return {}
+    table = table[table["code_version"] == version]
+    return {k: ({f: float(v) for f, v in zip(FEATURES, vals)}, float(a))
+            for k, a, vals in zip(table["key"], table["analytic_ms"], table[list(FEATURES)].to_numpy())}
+
+
+def _write_cache(path: Path, version: str, entries: dict[str, tuple[dict[str, float], float]]) -> None:
+    rows = [{"key": k, "code_version": version, "analytic_ms": a, **f} for k, (f, a) in entries.items()]
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(rows, columns=["key", "code_version", "analytic_ms", *FEATURES]).to_csv(tmp, index=False,
+                                                                                         float_format="%.17g")
+    tmp.replace(path)
+
+
+def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Sequence[Any] = (),
+                progress: Callable[[int, int], None] | None = None, cache: str | Path | None = None) -> Frame:
+    """Walk and price every measured row of ``paths`` with the current code (see the module docstring).
+
+    ``processes``: worker processes (``spawn``); 1 works in this process. Rows whose walk fails are
+    skipped and listed in ``Frame.skipped``; a dataset with no usable row is a :class:`FitError`.
+    ``cache``: a CSV of computed features, keyed by row configuration + profile hash and valid only for
+    the same :func:`code_version`: rows found there are not walked again; new rows are added to it.
+    """
+    rows, files, skipped = read_rows(paths)
+    row_profiles = [resolve_row_profile(r, profiles) for r in rows]
+    version = code_version() if cache is not None else ""
+    cached = _read_cache(Path(cache), version) if cache is not None else {}
+    hashes = {id(p): _profile_hash(p) for p in row_profiles} if cache is not None else {}
+    keys = [_cache_key(r, hashes[id(p)]) for r, p in zip(rows, row_profiles)] if cache is not None else []
+    results: dict[int, tuple[Any, str]] = {}
+    by_profile: dict[int, list[int]] = {}
+    keyed: dict[int, Any] = {}
+    for i, p in enumerate(row_profiles):
+        if cache is not None and keys[i] in cached:
+            results[i] = (cached[keys[i]], "")
+            continue
+        by_profile.setdefault(id(p), []).append(i)
+        keyed[id(p)] = p
+    tasks = []
+    for pid, idx in by_profile.items():
+        pdict = keyed[pid].to_dict()
+        for a in range(0, len(idx), CHUNK_ROWS):
+            tasks.append((pdict, [(i, rows[i]) for i in idx[a:a + CHUNK_ROWS]]))
+    done = len(results)
+
+    def collect(chunk: list[tuple[int, Any, str]]) -> None:
+        nonlocal done
+        for i, value, err in chunk:
+            results[i] = (value, err)
+        done += len(chunk)
+        if progress:
+            progress(done, len(rows))
+
+    pending = list(range(len(tasks)))
+    if processes > 1 and len(tasks) > 1:
+        # spawn: no fork of a process that may hold torch/OpenMP threads. A worker that dies (or a caller
+        # script without a __main__ guard) breaks the pool: the chunks not done are walked here instead.
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(max_workers=min(processes, len(tasks)), mp_context=ctx) as pool:
+                futures = {pool.submit(_features_chunk, tasks[k]): k for k in pending}
+                for fut in as_completed(futures):
+                    collect(fut.result())
+                    pending.remove(futures[fut])
+        except (BrokenProcessPool, Exception):  # a broken pool, a worker that cannot start: walk here
+            pass
+    for k in pending:
+        collect(_features_chunk(tasks[k]))
+    if cache is not None:
+        for i, (value, _err) in results.items():
+            if value is not None:
+                cached[keys[i]] = value
+        _write_cache(Path(cache), version, cached)
+    feats, ys, meta = [], [], []
+    for i, row in enumerate(rows):
+        value, err = results.get(i, (None, "not computed"))
+        if value is None:
+            skipped.append(f"{row['_dataset']}:{row['config_key']}: {err}")
+            continue
+        f, analytic = value
+        measured = float(row["median_ms"])
+        if not analytic > 0:
+            skipped.append(f"{row['_dataset']}:{row['config_key']}: analytic time {analytic}")
+            continue
+        p = row_profiles[i]
+        feats.append(f)
+        ys.append(math.log(measured / analytic))
+        meta.append({"family": row["family"] or "?", "arch": _arch_key(row["spec"]), "device": p.name,
+                     "kind": p.kind, "source": p.source, "measured_ms": measured, "analytic_ms": analytic,
+                     "dataset": row["_dataset"], "config_key": row["config_key"]})
+    if not feats:
+        raise FitError("no row could be walked and priced: " + "; ".join(skipped[:3]))
+    X = pd.DataFrame([[fr[n] for n in FEATURES] for fr in feats], columns=list(FEATURES), dtype=float)
+    devices = []
+    for p in {id(p): p for p in row_profiles}.values():
+        if any(m["device"] == p.name for m in meta):
+            devices.append(device_key(p))
+    return Frame(X, np.asarray(ys, dtype=float), pd.DataFrame(meta), skipped, files, devices)
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+def group_folds(groups: Sequence[str], n_splits: int | None = None, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, test indices) per fold; every group lies wholly in one test fold.
+
+    ``n_splits=None``: one fold per group (leave one group out). Otherwise the groups, shuffled with
+    ``seed``, are dealt round-robin into ``n_splits`` folds (fewer when there are fewer groups).
+    """
+    g = np.asarray(list(groups), dtype=object)
+    uniq = sorted(set(g.tolist()))
+    if len(uniq) < 2:
+        raise FitError(f"cross-validation needs at least 2 groups, got {len(uniq)}")
+    if n_splits is None:
+        assignment = {u: k for k, u in enumerate(uniq)}
+        k_folds = len(uniq)
+    else:
+        rng = np.random.default_rng(seed)
+        order = [uniq[i] for i in rng.permutation(len(uniq))]
+        k_folds = min(int(n_splits), len(uniq))
+        assignment = {u: j % k_folds for j, u in enumerate(order)}
+    fold_of = np.array([assignment[x] for x in g])
+    out = []
+    for k in range(k_folds):
+        test = np.flatnonzero(fold_of == k)
+        train = np.flatnonzero(fold_of != k)
+        out.append((train, test))
+    return out
+
+
+def split_folds(frame: Frame, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of ``split`` (``family``: leave one family out; ``architecture``: grouped K-fold)."""
+    if split == "family":
+        families = sorted(set(frame.meta["family"]))
+        if len(families) < 2:
+            raise FitError(f"leave-one-family-out needs at least 2 families; the data has "
+                           f"{len(families)} ({', '.join(families)}); use --split architecture")
+        return group_folds(frame.meta["family"].tolist())
+    if split == "architecture":
+        if frame.meta["arch"].nunique() < 2:
+            raise FitError("leave-architecture-out needs at least 2 architectures in the data")
+        return group_folds(frame.meta["arch"].tolist(), ARCH_FOLDS)
+    raise FitError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def cross_validate(frame: Frame, split: str, params: dict[str, Any] | None = None) -> np.ndarray:
+    """Out-of-fold predicted log residual of every row (each predicted by a model that never saw its group)."""
+    oof = np.full(len(frame), np.nan)
+    for train, test in split_folds(frame, split):
+        model = ResidualModel(**(params or {})).fit(frame.X.iloc[train], frame.y[train])
+        oof[test] = model.predict(frame.X.iloc[test])
+    return oof
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def ape(predicted_ms: Any, measured_ms: Any) -> np.ndarray:
+    """Absolute percentage error, ``100 |predicted - measured| / measured``."""
+    p = np.asarray(predicted_ms, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    return 100.0 * np.abs(p - m) / m
+
+
+def ape_summary(predicted_ms: Any, measured_ms: Any) -> dict[str, float]:
+    """``{median_ape, p90_ape}`` in percent (``numpy.percentile``, linear interpolation)."""
+    e = ape(predicted_ms, measured_ms)
+    return {"median_ape": float(np.median(e)), "p90_ape": float(np.percentile(e, 90))}
+
+
+def _ood_mask(X_test: pd.DataFrame, X_train: pd.DataFrame, margin: float = RANGE_MARGIN) -> np.ndarray:
+    lo, hi = X_train.min().to_numpy(), X_train.max().to_numpy()
+    span = hi - lo
+    vals = X_test.to_numpy(dtype=float)
+    varying = span > 0
+    pad = margin * span
+    outside = ((vals < lo - pad) | (vals > hi + pad)) & varying
+    return outside.any(axis=1)
+
+
+def _widen(q: tuple[float, float], factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mid, half = (q[0] + q[1]) / 2, (q[1] - q[0]) / 2
+    return mid - half * factor, mid + half * factor
+
+
+def widen_factors(datasheet: np.ndarray, ood: np.ndarray) -> np.ndarray:
+    """Per-row widening of the interval half-width (the rules of ``correction.interval_factors``)."""
+    return np.where(datasheet, DATASHEET_WIDEN, 1.0) * np.where(ood, OUT_OF_RANGE_WIDEN, 1.0)
+
+
+def cv_coverage(frame: Frame, folds: list[tuple[np.ndarray, np.ndarray]], residuals: np.ndarray,
+                levels: Sequence[float] = LEVELS) -> dict[str, float]:
+    """Coverage of split-conformal intervals on held-out folds: fold k's quantiles come from the residuals
+    (out-of-fold ``log(measured / predicted)``) of the other folds' rows, widened for datasheet rows and
+    rows outside fold k's training ranges. Returns level -> fraction of rows inside their interval."""
+    out = {}
+    for lv in levels:
+        inside = np.zeros(len(frame), dtype=bool)
+        for train, test in folds:
+            q = conformal_quantiles(residuals[train], lv)
+            factor = widen_factors(frame.X["device_datasheet"].to_numpy()[test] > 0,
+                                   _ood_mask(frame.X.iloc[test], frame.X.iloc[train]))
+            lo, hi = _widen(q, factor)
+            r = residuals[test]
+            inside[test] = (r >= lo) & (r <= hi)
+        out[f"{lv:g}"] = float(inside.mean())
+    return out
+
+
+def report(frame: Frame, split: str, corrected_ms: np.ndarray, coverage: dict[str, float] | None,
+           folds: int | None, model: str | None = None) -> dict[str, Any]:
+    """The evaluation report of one split (the ``traincost evaluate --json`` object)."""
+    meta = frame.meta
+    measured = meta["measured_ms"].to_numpy()
+    analytic = meta["analytic_ms"].to_numpy()
+    per_family = {}
+    for fam in sorted(set(meta["family"])):
+        m = (meta["family"] == fam).to_numpy()
+        per_family[fam] = {"n": int(m.sum()), "analytic": ape_summary(analytic[m], measured[m]),
+                           "corrected": ape_summary(corrected_ms[m], measured[m])}
+    per_device = {}
+    for dev in sorted(set(meta["device"])):
+        m = (meta["device"] == dev).to_numpy()
+        per_device[dev] = {"n": int(m.sum()), "analytic": ape_summary(analytic[m], measured[m]),
+                           "corrected": ape_summary(corrected_ms[m], measured[m])}
+    return {"split": split, "n": len(frame), "folds": folds, "model": model,
+            "analytic": ape_summary(analytic, measured), "corrected": ape_summary(corrected_ms, measured),
+            "per_family": per_family, "per_device": per_device, "interval_coverage": coverage,
+            "datasets": [d["file"] for d in frame.datasets], "skipped_rows": len(frame.skipped)}
+
+
+def model_residuals(model: ResidualModel, frame: Frame) -> np.ndarray:
+    """``model``'s predicted log residual per row, as ``predict`` applies it: rows of a device outside the
+    model's training data use the device features of the nearest trained device of the same kind
+    (:func:`traincost.correction.proxy_features`); 0 (analytic only) where the model knows no such device."""
+    X = frame.X.copy()
+    keep = np.ones(len(frame), dtype=bool)
+    entries = {d["name"]: d for d in frame.devices}
+    precisions = np.array(PRECISIONS)[np.argmax(X[[f"precision_{p}" for p in PRECISIONS]].to_numpy(), axis=1)]
+    devices = frame.meta["device"].to_numpy()
+    for dev in sorted(set(devices)):
+        entry = entries.get(dev)
+        if entry is None:
+            continue
+        for prec in sorted(set(precisions[devices == dev])):
+            rows = np.flatnonzero((devices == dev) & (precisions == prec))
+            proxy, _why = proxy_features(model, entry, prec)
+            if proxy is None:
+                keep[rows] = False
+            elif proxy:
+                for name, value in proxy.items():
+                    X.loc[rows, name] = value
+    return np.where(keep, model.predict(X), 0.0)
+
+
+def evaluate(frame: Frame, split: str = "family", *, model: ResidualModel | None = None,
+             params: dict[str, Any] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Cross-validate (``split``) or, with ``model``, score a trained model on ``frame`` (``split`` =
+    ``holdout``). Returns the report and the corrected predictions (ms)."""
+    analytic = frame.meta["analytic_ms"].to_numpy()
+    if model is not None:
+        pred = model_residuals(model, frame)
+        corrected = analytic * np.exp(pred)
+        resid = frame.y - pred
+        coverage = {}
+        records = frame.X.to_dict(orient="records")
+        ood = np.array([bool(out_of_range(r, model.feature_ranges_)) for r in records], dtype=bool)
+        for lv, q in sorted(model.intervals_.items()):
+            lo, hi = _widen(q, widen_factors(frame.X["device_datasheet"].to_numpy() > 0, ood))
+            coverage[f"{lv:g}"] = float(((resid >= lo) & (resid <= hi)).mean())
+        return report(frame, "holdout", corrected, coverage or None, None,
+                      str(model.metadata_.get("path", "")) or None), corrected
+    folds = split_folds(frame, split)
+    oof = cross_validate(frame, split, params)
+    corrected = analytic * np.exp(oof)
+    coverage = cv_coverage(frame, folds, frame.y - oof)
+    return report(frame, split, corrected, coverage, len(folds)), corrected
+
+
+# ------------------------------------------------------------------------------------------ fit
+
+
+def fit_model(frame: Frame, params: dict[str, Any] | None = None) -> tuple[ResidualModel, dict[str, Any]]:
+    """The residual model on all of ``frame``, with interval quantiles from leave-one-family-out residuals
+    (architecture folds when there is one family) and the cross-validation summary in ``metadata_``.
+    Returns (model, {split: report})."""
+    reports: dict[str, Any] = {}
+    interval_split = "family" if frame.meta["family"].nunique() >= 2 else "architecture"
+    residuals = None
+    for split in SPLITS:
+        try:
+            rep, corrected = evaluate(frame, split, params=params)
+        except FitError:
+            continue
+        reports[split] = rep
+        if split == interval_split:
+            residuals = np.log(frame.meta["measured_ms"].to_numpy() / corrected)
+    model = ResidualModel(**(params or {})).fit(frame.X, frame.y)
+    if residuals is not None:
+        model.set_intervals(residuals)
+    kinds = sorted(set(frame.meta["kind"]))
+    analytic_iv = {}
+    for kind in kinds:
+        m = (frame.meta["kind"] == kind).to_numpy()
+        analytic_iv[kind] = {f"{lv:g}": list(conformal_quantiles(frame.y[m], lv)) for lv in LEVELS}
+    model.metadata_ = {
+        "scope": "cross-device" if len(frame.devices) > 1 else "device",
+        "devices": frame.devices, "datasets": frame.datasets,
+        "interval_split": interval_split if residuals is not None else None,
+        "cv": {s: {"n": r["n"], "analytic": r["analytic"], "corrected": r["corrected"],
+                   "interval_coverage": r["interval_coverage"]} for s, r in reports.items()},
+        "analytic_intervals": analytic_iv,
+        "code_version": code_version(),
+        "target": "log(measured_ms / analytic_ms)",
+    }
+    return model, reports
+
+
+# ------------------------------------------------------------------------------------------ plot
+
+
+def plot(frame: Frame, corrected_ms: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Predicted-vs-measured scatter (log-log), analytic and corrected, with the diagonal and +-25 %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = frame.meta["measured_ms"].to_numpy()
+    analytic = frame.meta["analytic_ms"].to_numpy()
+    fig, ax = plt.subplots(figsize=(6.4, 6.0), dpi=110)
+    try:
+        ax.scatter(measured, analytic, s=7, alpha=0.45, label="analytic", color="tab:gray")
+        ax.scatter(measured, corrected_ms, s=7, alpha=0.6, label="corrected", color="tab:blue")
+        lo = float(min(measured.min(), analytic.min(), np.min(corrected_ms))) * 0.8
+        hi = float(max(measured.max(), analytic.max(), np.max(corrected_ms))) * 1.25
+        xs = np.array([lo, hi])
+        ax.plot(xs, xs, color="black", lw=1)
+        for f in (0.75, 1.25):
+            ax.plot(xs, xs * f, color="black", lw=0.6, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("measured step (ms)")
+        ax.set_ylabel("predicted step (ms)")
+        ax.set_title(title or "predicted vs measured", fontsize=9)
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "cross_validate",
+           "cv_coverage", "evaluate", "fit_model", "group_folds", "plot", "read_rows", "report",
+           "resolve_row_profile", "split_folds", "widen_factors"]
