@@ -333,6 +333,29 @@ _PUBLIC_MODELS = {
 _NO_OPTIMIZER_UNITS = ("no optimizer step", "forward+backward")
 
 
+def public_row(r: pd.Series, *, units: tuple[str, ...], skip_uncertain: bool = False
+               ) -> tuple[str | None, tuple[tuple[str, str | None], str, tuple[str, bool], int] | None]:
+    """(why the row is left out, None) or (None, (model, catalog GPU, (precision, channels_last), batch per
+    GPU)) for one row of throughput_public.csv; ``units``: accepted unit prefixes."""
+    model = public_model(str(r["model"]))
+    gpu = public_gpu(str(r["gpu"]))
+    prec = public_precision(r)
+    batch = r["batch_size_per_gpu"]
+    if model is None:
+        return "model not mapped", None
+    if gpu is None:
+        return "GPU not in the catalog", None
+    if prec is None:
+        return "precision not mapped", None
+    if not (isinstance(batch, (int, float)) and math.isfinite(batch)):
+        return "batch size not stated", None
+    if not str(r["unit"]).startswith(units):
+        return "unit", None
+    if skip_uncertain and str(r.get("uncertain", "")).lower().startswith("yes"):
+        return "marked uncertain in the source table", None
+    return None, (model, gpu, prec, int(batch))
+
+
 def public_model(name: str) -> tuple[str, str | None] | None:
     if name in _PUBLIC_MODELS:
         return _PUBLIC_MODELS[name]
@@ -379,27 +402,12 @@ def section_public() -> pd.DataFrame:
     walks: dict[tuple, Any] = {}
     out, skipped = [], {}
     for _, r in frame.iterrows():
-        model = public_model(str(r["model"]))
-        gpu = public_gpu(str(r["gpu"]))
-        prec = public_precision(r)
-        batch = r["batch_size_per_gpu"]
-        unit = str(r["unit"])
-        why = None
-        if model is None:
-            why = "model not mapped"
-        elif gpu is None:
-            why = "GPU not in the catalog"
-        elif prec is None:
-            why = "precision not mapped"
-        elif not (isinstance(batch, (int, float)) and math.isfinite(batch)):
-            why = "batch size not stated"
-        elif not (unit == "images/s" or unit.startswith("ms/iteration")):
-            why = "unit"
+        why, mapped = public_row(r, units=("images/s", "ms/iteration"))
         if why:
             skipped[why] = skipped.get(why, 0) + 1
             continue
-        batch = int(batch)
-        precision, cl = prec
+        model, gpu, (precision, cl), batch = mapped
+        unit = str(r["unit"])
         no_opt = any(s in unit for s in _NO_OPTIMIZER_UNITS)
         measured_ms = batch / float(r["throughput"]) * 1e3 if unit == "images/s" else float(r["throughput"])
         key = (model, batch, precision, cl)

@@ -95,28 +95,11 @@ def predict_rows() -> tuple[pd.DataFrame, dict[str, int]]:
     walks: dict[tuple, Any] = {}
     out, skipped = [], {}
     for _, r in rows.iterrows():
-        model = acc.public_model(str(r["model"]))
-        gpu = acc.public_gpu(str(r["gpu"]))
-        prec = acc.public_precision(r)
-        batch = r["batch_size_per_gpu"]
-        why = None
-        if model is None:
-            why = "model not mapped"
-        elif gpu is None:
-            why = "GPU not in the catalog"
-        elif prec is None:
-            why = "precision not mapped"
-        elif not (isinstance(batch, (int, float)) and math.isfinite(batch)):
-            why = "batch size not stated"
-        elif str(r["unit"]) != "images/s":
-            why = "unit"
-        elif str(r.get("uncertain", "")).lower().startswith("yes"):
-            why = "marked uncertain in the source table"
+        why, mapped = acc.public_row(r, units=("images/s",), skip_uncertain=True)
         if why:
             skipped[why] = skipped.get(why, 0) + 1
             continue
-        batch = int(batch)
-        precision, cl = prec
+        model, gpu, (precision, cl), batch = mapped
         gpus = int(r["num_gpus"])
         key = (model, batch, precision, cl)
         if key not in walks:

@@ -289,9 +289,12 @@ def test_predict_applies_a_given_model_and_can_be_switched_off(tmp_path):
     assert "stale" not in e.correction                      # no code_version recorded: nothing to compare
     model.metadata_["code_version"] = "0123456789abcdef"   # fitted on another analytic model
     stale = traincost.predict("fc", device=profile, batch_size=4, correction=model)
-    assert stale.correction["stale"] and "refit with 'traincost fit'" in stale.correction["reason"]
+    assert stale.correction["stale"] and "analytic model's code: refit with 'traincost fit'" in stale.correction["reason"]
     model.metadata_["code_version"] = C.code_version()
     assert "stale" not in traincost.predict("fc", device=profile, batch_size=4, correction=model).correction
+    model.metadata_["devices"] = [{**C.device_key(profile), "profile_sha256": "another"}]  # recalibrated since
+    stale = traincost.predict("fc", device=profile, batch_size=4, correction=model)
+    assert stale.correction["stale"] and "another version of the AMD EPYC" in stale.correction["reason"]
     off = traincost.predict("fc", device=profile, batch_size=4, correction=False)
     assert off.iteration_ms == off.analytic_ms == pytest.approx(e.analytic_ms) and off.correction["model"] is None
     with pytest.raises(TraincostUsageError, match="residual model not found"):

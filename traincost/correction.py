@@ -197,10 +197,29 @@ def features_frame(rows: Sequence[Mapping[str, float]]) -> pd.DataFrame:
                         dtype=float)
 
 
+@functools.lru_cache(maxsize=64)
+def _code_fingerprint(path: str, _mtime_ns: int) -> str:
+    """sha256 of a module's syntax tree without docstrings (comments and layout never reach the tree)."""
+    import ast
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return hashlib.sha256(text.encode()).hexdigest()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            body[0] = ast.Pass()
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
 def code_version() -> str:
     """A hash of the code that computes the features and the analytic time: the walk (``flopmodel/``), the
-    predictor's pricing (``predict.py``, ``devices.py``), this module, and the feature names. A residual
-    fitted under another version corrects another analytic model."""
+    predictor's pricing (``predict.py``, ``devices.py``), this module, and the feature names; comments,
+    docstrings and layout do not count. A residual fitted under another version corrects another analytic
+    model (``predict`` says so)."""
     import traincost
 
     root = Path(traincost.__file__).parent
@@ -210,7 +229,7 @@ def code_version() -> str:
         if rel.parts[0] != "flopmodel" and str(rel) not in ("predict.py", "devices.py", "correction.py"):
             continue
         h.update(str(rel).encode())
-        h.update(path.read_bytes())
+        h.update(_code_fingerprint(str(path), path.stat().st_mtime_ns).encode())
     return h.hexdigest()[:16]
 
 
@@ -544,13 +563,31 @@ def _model_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".meta.json"))
 
 
+def profile_hash(profile: Any) -> str:
+    """A hash of everything in a device profile (its JSON)."""
+    return hashlib.sha256(json.dumps(profile.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def device_key(profile: Any) -> dict[str, Any]:
-    """How a sidecar names a device: profile name, kind, source, catalog key, and its device features per
-    precision it supports (:func:`device_features`), for :func:`proxy_features`."""
+    """How a sidecar names a device: profile name, kind, source, catalog key, the profile's hash, and its
+    device features per precision it supports (:func:`device_features`), for :func:`proxy_features`."""
     feats = {p: device_features(profile, p) for p in PRECISIONS
              if profile.compute_curve("matmul", _matmul_mode(p)) is not None}
     return {"name": profile.name, "kind": profile.kind, "source": profile.source, "catalog_key": profile.catalog_key,
-            "features": feats}
+            "profile_sha256": profile_hash(profile), "features": feats}
+
+
+def staleness(model: ResidualModel, profile: Any) -> str | None:
+    """Why ``model`` corrects another analytic model than today's on ``profile`` (fitted with other
+    walk/pricing code, or on another version of this device's profile), or None."""
+    meta = getattr(model, "metadata_", None) or {}
+    trained = meta.get("code_version")
+    if trained and trained != code_version():
+        return "fitted with another version of the analytic model's code"
+    for d in meta.get("devices") or []:
+        if _same_device(d, profile) and d.get("profile_sha256") and d["profile_sha256"] != profile_hash(profile):
+            return f"fitted on another version of the {profile.name} profile"
+    return None
 
 
 def _entry_features(entry: Mapping[str, Any], precision: str) -> dict[str, float] | None:
@@ -726,10 +763,12 @@ __all__ = [
     "interval_factors",
     "load",
     "out_of_range",
+    "profile_hash",
     "proxy_features",
     "read_sidecar",
     "select_residual",
     "shipped_dir",
     "sidecar_path",
+    "staleness",
     "step_features",
 ]

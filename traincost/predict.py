@@ -46,7 +46,9 @@ foreach optimizer, wall time) and hold what per-op pricing misses (the Python pe
 Adam's bias corrections): the ops from ``optimizer.step()``'s ``record_function`` marker to its end cost
 ``{opt}_fixed_s + {opt}_per_tensor_s x tensors`` of host time in all (spread over them by tensors
 touched); their device time is the per-op memory curve on a GPU, and ``{opt}_s_per_byte x parameter
-bytes`` on a CPU, where the wall time it was fitted on is the sum of host and device. ``adam`` uses the
+bytes`` on a CPU, where the wall time it was fitted on is the sum of host and device
+(``{opt}_s_per_byte_dram``, the rate of lists that stream from DRAM, when the step's working set exceeds
+the memory curve's cache tier). ``adam`` uses the
 ``adamw`` constants; a profile without constants for the optimizer prices its ops one by one.
 Under fp16 the GradScaler reads ``found_inf`` back before the step: the host waits for the device there.
 
@@ -464,7 +466,11 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
         host[region] = total_host * weights / weights.sum()
         if cpu:  # wall time on a CPU = host + device: the per-byte term is the device part
             kernels = region & table.kernel
-            total_dev = consts[f"{key}_s_per_byte"] * table.param_bytes
+            per_byte = consts[f"{key}_s_per_byte"]
+            cache = profile.memory.cache_bytes
+            if f"{key}_s_per_byte_dram" in consts and cache > 0 and table.working_set_bytes > cache:
+                per_byte = consts[f"{key}_s_per_byte_dram"]  # the step evicted parameters, grads and state
+            total_dev = per_byte * table.param_bytes
             share = np.where(kernels, table.bytes, 0.0)
             if share.sum() <= 0:
                 share = kernels.astype(float)
@@ -725,10 +731,9 @@ def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
         path = model.metadata_.get("path") if isinstance(getattr(model, "metadata_", None), dict) else None
         info.update(model=Path(path).name if path else "ResidualModel", log_residual=residual,
                     factor=math.exp(residual))
-        trained = (model.metadata_ or {}).get("code_version")
-        if trained and trained != corr.code_version():
-            info.update(stale=True, reason=f"{reason}; fitted on another version of the analytic model: refit "
-                                           "with 'traincost fit'")
+        stale = corr.staleness(model, profile)
+        if stale:
+            info.update(stale=True, reason=f"{reason}; STALE: {stale}: refit with 'traincost fit'")
         quantiles, ranges = model.intervals_, model.feature_ranges_
     else:
         quantiles, ranges = corr.analytic_intervals(profile), {}

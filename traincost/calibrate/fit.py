@@ -42,6 +42,7 @@ from traincost.correction import (
     conformal_quantiles,
     device_key,
     out_of_range,
+    profile_hash,
     proxy_features,
 )
 from traincost.errors import TraincostError, TraincostUsageError
@@ -165,7 +166,7 @@ def read_rows(paths: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[d
 
 
 def _profile_hash(profile: Any) -> str:
-    return hashlib.sha256(json.dumps(profile.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return profile_hash(profile)
 
 
 def _cache_key(row: dict[str, str], profile_hash: str) -> str:
