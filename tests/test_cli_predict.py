@@ -158,3 +158,19 @@ def test_missing_device_and_gpus_options_are_usage_errors():
     assert run("predict", *TINY_FC, "--batch-size", "2").exit_code == 2
     assert run("compare", *TINY_FC, "--batch-size", "2").exit_code == 2
     assert_one_line_error(run("compare", *TINY_FC, "--gpus", " , ", "--batch-size", "2"), 2, "--gpus")
+
+
+def test_correction_text_is_printed_literally():
+    """A correction reason with square brackets (pip extras) is text, not rich markup."""
+    import dataclasses
+
+    from rich.console import Console
+
+    import traincost
+    from traincost.render import estimate_view
+
+    e = traincost.predict("fc", device="cpu", batch_size=4, correction=False)
+    e = dataclasses.replace(e, correction={"model": None, "reason": "needs xgboost: pip install 'traincost[learn]'"})
+    console = Console(width=200, record=True)
+    console.print(estimate_view(e))
+    assert "pip install 'traincost[learn]'" in console.export_text()

@@ -145,7 +145,7 @@ def estimate_view(e: "Estimate", top: int = 10) -> Group:
     summary.add_row("step", f"{e.iteration_ms:,.2f} ms  ({e.samples_per_s:,.0f} samples/s), {e.bound}-bound "
                             f"(host {e.host_ms:,.2f} ms, device busy {e.device_ms:,.2f} ms)")
     for label, text in _correction_rows(e):
-        summary.add_row(label, text)
+        summary.add_row(label, Text(text))  # plain text: "pip install 'traincost[learn]'" is not markup
     if e.gpus > 1:
         link = e.interconnect or {}
         summary.add_row("data parallel", f"{e.scaling_efficiency:.0%} scaling efficiency: all-reduce "
