@@ -604,19 +604,25 @@ def plot_one_factor(series: pd.DataFrame, family: str, path: Path, *, dpi: int =
         for col, label, style, color in styles:
             if col in s and s[col].notna().any():
                 ax.plot(s["x"], s[col], style, color=color, label=label, markersize=3, linewidth=1)
-        x = s["x"][s["x"] > 0]
-        if len(x) and x.max() / x.min() > 16:
-            powers_of_two = bool(np.all(np.log2(x) == np.round(np.log2(x))))
-            ax.set_xscale("log", base=2 if powers_of_two else 10)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel(factor, fontsize=8)
-        ax.set_ylabel("step time (ms)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _factor_axis(ax, s["x"], factor, base_two=True)
     for ax in axes[len(factors):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{family}: one factor at a time (other factors at the seed's base)", fontsize=10)
     return _save(fig, path, dpi)
+
+
+def _factor_axis(ax: Any, xs: pd.Series, factor: str, *, base_two: bool) -> None:
+    """A step-time-against-``factor`` axis: log x when the values span more than 16x (base 2 for powers of
+    two when ``base_two``), y from 0, small labels."""
+    x = xs[xs > 0]
+    if len(x) and x.max() / x.min() > 16:
+        powers_of_two = base_two and bool(np.all(np.log2(x) == np.round(np.log2(x))))
+        ax.set_xscale("log", base=2) if powers_of_two else ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(factor, fontsize=8)
+    ax.set_ylabel("step time (ms)", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def plot_marginals(series: pd.DataFrame, family: str, path: Path, *, dpi: int = 80) -> Path:
@@ -633,13 +639,7 @@ def plot_marginals(series: pd.DataFrame, family: str, path: Path, *, dpi: int = 
         if "analytic_ms" in s and s["analytic_ms"].notna().any():
             ax.plot(s["x"], s["analytic_ms"], "--s", color=_color(family), markersize=3, linewidth=1,
                     label="analytic median")
-        x = s["x"][s["x"] > 0]
-        if len(x) and x.max() / x.min() > 16:
-            ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel(factor, fontsize=8)
-        ax.set_ylabel("step time (ms)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _factor_axis(ax, s["x"], factor, base_two=False)
     for ax in axes[len(factors):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
