@@ -1066,16 +1066,13 @@ def calibrate(device: str = "cuda", quick: bool = False, progress: ProgressFn | 
 
 @dataclass
 class _Fitted:
-    compute: dict[str, dict[str, Curve]]
-    memory: Curve
-    reduction: Curve
-    dispatch_s: float
-    dispatch_autocast_s: float
-    launch_s: float
-    optimizer: dict[str, float]
+    """What a fit of raw measurements gives: ``profile_fields`` are the fitted :class:`DeviceProfile` fields
+    (compute, kernels, memory, reduction, dispatch_s, dispatch_autocast_s, launch_s, optimizer), passed to
+    the profile as they are; ``fits`` the fit reports; ``fallbacks`` what stood in for failed parts."""
+
+    profile_fields: dict[str, Any]
     fits: list[dict[str, Any]]
     fallbacks: list[str]
-    kernels: dict[str, dict[str, Curve]]
 
 
 def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[str, Any]],
@@ -1144,8 +1141,9 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
     if not optimizer and fb is not None:
         optimizer = dict(fb.optimizer)
         fallbacks.append("optimizer: datasheet-derived values used (measurement failed)")
-    return _Fitted(compute, memory, reduction, float(dispatch_s), float(dispatch_autocast_s), float(launch_s),
-                   optimizer, fits, fallbacks, kernels)
+    return _Fitted({"compute": compute, "kernels": kernels, "memory": memory, "reduction": reduction,
+                    "dispatch_s": float(dispatch_s), "dispatch_autocast_s": float(dispatch_autocast_s),
+                    "launch_s": float(launch_s), "optimizer": optimizer}, fits, fallbacks)
 
 
 def _spread(raw: dict[str, Any]) -> dict[str, Any]:
@@ -1193,14 +1191,7 @@ def _assemble(run: _Run, modes: list[str], skipped: dict[str, str], quick: bool,
         kind=dev.type,
         catalog_key=catalog_key,
         memory_bytes=total_memory if total_memory > 0 else 1,
-        compute=fitted.compute,
-        kernels=fitted.kernels,
-        memory=fitted.memory,
-        reduction=fitted.reduction,
-        dispatch_s=fitted.dispatch_s,
-        dispatch_autocast_s=fitted.dispatch_autocast_s,
-        launch_s=fitted.launch_s,
-        optimizer=fitted.optimizer,
+        **fitted.profile_fields,
         software=_software(dev),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         properties=props,
@@ -1225,9 +1216,7 @@ def refit(profile: DeviceProfile) -> DeviceProfile:
     props = dict(profile.properties)
     props["fallbacks"] = fitted.fallbacks
     props["refit"] = _dt.date.today().isoformat()
-    return _replace(profile, compute=fitted.compute, kernels=fitted.kernels, memory=fitted.memory, reduction=fitted.reduction,
-                    dispatch_s=fitted.dispatch_s, dispatch_autocast_s=fitted.dispatch_autocast_s,
-                    launch_s=fitted.launch_s, optimizer=fitted.optimizer, properties=props,
+    return _replace(profile, **fitted.profile_fields, properties=props,
                     raw={**raw, "fits": fitted.fits, "errors": errors}, spread=_spread(raw))
 
 
