@@ -4,8 +4,9 @@
 
 Tables (the numbers of ``traincost evaluate``):
 
-1. **Cross-validation on the committed training datasets** (``traincost/data/datasets/``): the CPU dataset,
-   the H200 families dataset and both together, each with leave-one-family-out (``family``) and
+1. **Cross-validation on the committed training datasets** (``traincost/data/datasets/``): the CPU datasets
+   (two sweeps of the same configurations: both rows of a configuration fall in the same fold), the H200
+   families dataset and all together, each with leave-one-family-out (``family``) and
    leave-architectures-out in 5 grouped folds (``architecture``): median / p90 absolute percentage error
    of the analytic model and of the corrected one, and the coverage of the 80 % / 90 % intervals (each
    held-out fold's interval from the other folds' residuals, widened as ``predict`` widens it).
@@ -31,7 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "traincost" / "data" / "datasets"
 BENCH = ROOT / "benchmarks" / "data"
-CPU = DATASETS / "cpu-2core-x86_64.csv"
+#: Two sweeps of the same 861 configurations on this CPU, hours apart (2026-11-28 21:25, 2026-11-29 01:13).
+CPU = (DATASETS / "cpu-2core-x86_64.csv", DATASETS / "cpu-2core-x86_64-2026-11-29.csv")
 H200 = DATASETS / "h200-families-2026-11-28.csv"
 
 
@@ -90,8 +92,8 @@ def main() -> None:
     from traincost.correction import load, shipped_dir
 
     params = {"n_estimators": args.trees}
-    frames = {name: build_frame([path], processes=args.processes, cache=args.cache)
-              for name, path in (("cpu-2core-x86_64", CPU), ("h200-families", H200))}
+    frames = {name: build_frame(list(paths), processes=args.processes, cache=args.cache)
+              for name, paths in (("cpu-2core-x86_64", CPU), ("h200-families", (H200,)))}
     a, b = frames["cpu-2core-x86_64"], frames["h200-families"]
     frames["both (cross-device)"] = Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
                                           pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets,

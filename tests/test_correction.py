@@ -222,6 +222,30 @@ def test_step_features_of_a_real_walk():
     assert f["log_params"] == pytest.approx(math.log1p(walk.params))
 
 
+def test_regime_features_by_hand():
+    from types import SimpleNamespace
+
+    def r(op, op_class, ins=(), outs=(), n_tensors=1):
+        return SimpleNamespace(op=op, op_class=op_class, input_shapes=ins, output_shapes=outs,
+                               output_dtypes=("float32",) * len(outs), n_tensors=n_tensors, host_only=False)
+
+    records = [
+        r("aten.convolution", "conv", ((8, 4, 32, 32), (4, 4, 3, 3)), ((8, 4, 32, 32),)),       # thin: 4 channels
+        r("aten.convolution", "conv", ((8, 64, 4, 4), (64, 64, 3, 3)), ((8, 64, 4, 4),)),       # 4 x 4 map
+        r("aten.mm", "matmul", ((16, 512), (512, 512)), ((16, 512),)),                          # skinny: M = 16
+        r("aten.bernoulli_", "elementwise", ((16, 512),), ((16, 512),)),                        # in place
+        r("aten.view", "free", ((8, 4, 32, 32),), ((8, 4096),)),                                # free: skipped
+        r("aten._foreach_add_", "optimizer", (), (), n_tensors=5),
+    ]
+    f = C.regime_features(records, [1e-3, 2e-3, 3e-3, 4e-3, 0.0, 1e-3], 20e-3)
+    assert f["share_conv_thin"] == pytest.approx(1e-3 / 20e-3)
+    assert f["share_conv_smallmap"] == pytest.approx(2e-3 / 20e-3)
+    assert f["share_mm_skinny"] == pytest.approx(3e-3 / 20e-3)
+    assert f["log_rng_elements"] == pytest.approx(math.log1p(16 * 512))
+    assert f["log_alloc_bytes"] == pytest.approx(math.log1p(4 * (8 * 4 * 32 * 32 + 8 * 64 * 4 * 4 + 16 * 512)))
+    assert f["log_alloc_large_bytes"] == 0.0 and f["log_param_tensors"] == pytest.approx(math.log1p(5))
+
+
 # ------------------------------------------------------------------------------------------ selection, predict
 
 

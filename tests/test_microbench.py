@@ -44,7 +44,13 @@ def test_quick_cpu_profile_is_complete(quick_cpu):
     assert set(p.kernels) == set(_KERNEL_OPS) and all("fp32" in modes for modes in p.kernels.values())
     for row in p.raw["kernel"]:  # work = bytes as the formulas count them: at least input + output
         numel = math.prod(row["shape"])
-        assert row["work"] >= 2 * numel * 4 if row["op"] == "native_batch_norm" else row["work"] > numel * 4
+        if row["op"] == "bernoulli_":  # written only
+            assert row["work"] == numel * 4
+        else:
+            assert row["work"] >= 2 * numel * 4 if row["op"] == "native_batch_norm" else row["work"] > numel * 4
+    # a fresh 64 MiB tensor against the same write into an existing one; the measured convolutions' factors
+    assert p.properties["first_touch_s_per_byte"] >= 0 and len(p.raw["first_touch"]) == 1
+    assert all(len(row) == 5 and row[4] > 0 for row in p.properties["conv_shape_factors"]["conv/fp32"])
     # plausible numbers for any CPU of the last decade (FLOP/s, bytes/s, seconds)
     mm = p.compute["matmul"]["fp32"]
     assert 1e9 < mm.peak < 1e14 and 0 <= mm.latency_s < 0.1  # loose: a busy host stalls threads
@@ -305,3 +311,38 @@ def test_dispatch_is_taken_out_of_cpu_latencies_and_nothing_else():
     out = microbench._minus_latency(c, 1.2e-6)
     assert out == Curve(peak=2e11, latency_s=150e-6 - 1.2e-6, k_half=60.0)
     assert microbench._minus_latency(Curve(1e9, 1e-7), 1e-6).latency_s == 0.0
+
+
+def _gemm_rows(shapes, peak=2e11, k_half=16.0, latency=3e-6):
+    return [{"mode": "fp32", "shape": [m, k, n], "work": 2 * m * k * n,
+             "median_s": latency + 2 * m * k * n / (peak * min(m, k, n) / (min(m, k, n) + k_half))}
+            for (m, k, n) in shapes]
+
+
+def test_matmul_fit_finds_the_skinny_gemm_depth_term():
+    shapes = [(n, n, n) for n in (64, 128, 256, 512, 1024)] + [(8, 1024, 1024), (1024, 8, 1024), (32, 2048, 2048),
+                                                               (2048, 32, 2048), (16, 4096, 512)]
+    curve, report = microbench._fit(_gemm_rows(shapes), cache_tier=False)
+    assert curve.depth_kind == "min_mnk" and curve.k_half == pytest.approx(16.0, rel=1e-3)
+    assert curve.peak == pytest.approx(2e11, rel=1e-3) and report.median_ape < 1e-3
+    plain, _ = microbench._fit(_gemm_rows(shapes, k_half=0.0), cache_tier=False)  # no skinny slowdown
+    assert plain.k_half == 0.0
+
+
+def test_first_touch_fit_uses_only_sizes_the_os_maps_afresh():
+    raw = {"first_touch": [
+        {"tensor_bytes": 16 << 20, "median_s": 1e-3, "reuse_median_s": 0.5e-3},   # below 32 MiB: ignored
+        {"tensor_bytes": 64 << 20, "median_s": 20e-3, "reuse_median_s": 4e-3},
+        {"tensor_bytes": 128 << 20, "median_s": 44e-3, "reuse_median_s": 8e-3}]}
+    got = microbench._first_touch_fit(raw)["first_touch_s_per_byte"]
+    assert got == pytest.approx((16e-3 / (64 << 20) + 36e-3 / (128 << 20)) / 2, rel=1e-12)
+    assert microbench._first_touch_fit({}) == {}
+
+
+def test_shape_factor_table_is_measured_over_curve_time():
+    from traincost.devices import Curve
+
+    row = {"pass": "fwd", "mode": "fp32", "shape": {"c_in": 4, "c_out": 8, "hw": 32, "kernel": 3, "stride": 1,
+                                                    "batch": 2}, "work": 1e8, "median_s": 3e-3}
+    table = microbench._shape_factor_table({"conv": [row]}, {"conv": {"fp32": Curve(1e11, 0.0)}}, 1e-3)
+    assert table == {"conv/fp32": [[4, 8, 9, 2 * 32 * 32, round((3e-3 - 1e-3) / (1e8 / 1e11), 4)]]}

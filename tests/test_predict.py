@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import traincost
-from traincost.devices import DeviceProfile
+from traincost.devices import DeviceProfile, shape_factor
 from traincost.errors import TraincostUsageError
 
 P = sys.modules["traincost.predict"]  # the module (traincost.predict is the function)
@@ -173,9 +173,12 @@ def test_device_times_equal_the_profile_per_op(tiny):
                     if cc == "conv_backward" and _has_pass_curves(profile, mode):
                         parts = [("conv_bwd_input", 0.5), ("conv_bwd_weight", 0.5)]
                     t = 0.0
-                    for c, share in parts:
+                    for c, share in parts:  # times the factor of the measured shapes near this conv's
                         curve = profile.compute_curve(c, mode, cl)
-                        t += curve.time_s(r.flops * share, depths[curve.depth_kind] or None)
+                        points = profile.shape_points(*profile.compute_curve_key(c, mode, cl))
+                        factor = 1.0 if points is None else float(shape_factor(points, np.array(
+                            [P.conv_shape(r.op, r.input_shapes, r.output_shapes)]))[0])
+                        t += curve.time_s(r.flops * share, depths[curve.depth_kind] or None) * factor
                     want = max(t, profile.device_time_s("conv", mode, 0, r.bytes, cl), profile.launch_s)
                 assert got[i] == pytest.approx(want, rel=1e-12), (name, profile.name, r.op)
 
@@ -416,11 +419,11 @@ def test_conv_depths_by_hand():
     # forward: x (8, 64, 16, 16), w (128, 64, 3, 3), out (8, 128, 8, 8)
     d = P.conv_depths("aten.convolution", [(8, 64, 16, 16), (128, 64, 3, 3)], [(8, 128, 8, 8)])
     assert d == {"c_in_kk": 64 * 3 * 3, "c_out_kk": 128 * 3 * 3, "positions": 8 * 8 * 8,
-                 "min_c_in_kk_positions": min(64 * 3 * 3, 8 * 8 * 8)}
+                 "min_c_in_kk_positions": min(64 * 3 * 3, 8 * 8 * 8), "min_channels": 64}
     # backward of a depthwise conv: grad_out (2, 32, 4, 4), x (2, 32, 8, 8), w (32, 1, 3, 3): 32 groups
     d = P.conv_depths("aten.convolution_backward", [(2, 32, 4, 4), (2, 32, 8, 8), (32, 1, 3, 3)], [])
     assert d == {"c_in_kk": 1 * 3 * 3, "c_out_kk": 32 / 32 * 3 * 3, "positions": 2 * 4 * 4,
-                 "min_c_in_kk_positions": 9}
+                 "min_c_in_kk_positions": 9, "min_channels": 1}
     assert set(P.conv_depths("aten.convolution", [(8, 4)], [(8, 4)]).values()) == {0.0}
 
 
@@ -463,3 +466,94 @@ def test_ops_with_a_kernel_curve_are_priced_on_it():
     assert memory[1] == pytest.approx(1e-6 + 8e6 / 1e11, rel=1e-12)  # no curve of its own: the memory curve
     assert memory[2] == pytest.approx(1e-5 + 4e6 / 1e9, rel=1e-12)   # bf16 falls back to the fp32 curve
     assert device[0] == memory[0]
+
+
+# ------------------------------------------------------------------ skinny GEMMs, fresh memory, shape factors
+
+
+def test_gemm_min_dim_by_hand():
+    assert P.gemm_min_dim("aten.mm", [(8, 1024), (1024, 512)]) == 8                       # batch 8 forward
+    assert P.gemm_min_dim("aten.addmm", [(512,), (1024, 8), (8, 512)]) == 8                # K = batch: grad weight
+    assert P.gemm_min_dim("aten.bmm", [(4, 64, 32), (4, 32, 128)]) == 32
+    assert P.gemm_min_dim("aten.mm", [(8, 1024), (512, 16)]) == 0                          # not a product
+    assert P.gemm_min_dim("aten.convolution", [(8, 3, 32, 32), (16, 3, 3, 3)]) == 0
+
+
+def test_matmul_depth_term_reads_the_smallest_gemm_dimension():
+    records = [rec("forward", "aten.mm", "matmul", 2 * 8 * 1024 * 512, ins=((8, 1024), (1024, 512))),
+               rec("forward", "aten.mm", "matmul", 2 * 1024 ** 3, ins=((1024, 1024), (1024, 1024)))]
+    profile = mock_profile(compute={"matmul": {"fp32": {"peak": 1e12, "latency_s": 1e-5, "k_half": 24,
+                                                        "depth_kind": "min_mnk"}}})
+    _, compute, _ = P.OpTable.from_records(records).device_times(profile)
+    assert compute[0] == pytest.approx(1e-5 + 2 * 8 * 1024 * 512 / (1e12 * 8 / (8 + 24)), rel=1e-12)
+    assert compute[1] == pytest.approx(1e-5 + 2 * 1024 ** 3 / (1e12 * 1024 / (1024 + 24)), rel=1e-12)
+
+
+def test_fresh_output_bytes_counts_new_outputs_above_the_threshold():
+    big, small = (4096, 4096), (1024, 1024)  # 64 MiB and 4 MiB in fp32
+    assert P.fresh_output_bytes(rec("backward", "aten.mm", "matmul", outs=(big,))) == 4096 * 4096 * 4
+    assert P.fresh_output_bytes(rec("backward", "aten.mm", "matmul", outs=(small,))) == 0
+    assert P.fresh_output_bytes(rec("backward", "aten.mm", "matmul", outs=(small,)), 1) == 1024 * 1024 * 4
+    assert P.fresh_output_bytes(rec("forward", "aten.relu_", "elementwise", outs=(big,))) == 0  # in place
+    bf16 = SimpleNamespace(**{**vars(rec("forward", "aten._to_copy", "copy", outs=(big,))),
+                              "output_dtypes": ("bfloat16",)})
+    assert P.fresh_output_bytes(bf16) == 4096 * 4096 * 2
+
+
+def test_first_touch_is_priced_on_cpu_profiles_only():
+    records = [rec("forward", "aten.clone", "copy", 0, 64 << 20, 64 << 20, outs=((16 << 20,),))]
+    props = {"first_touch_s_per_byte": 2.5e-10}
+    cpu = mock_profile(kind="cpu", properties=props)
+    _, _, memory = P.OpTable.from_records(records).device_times(cpu)
+    assert memory[0] == pytest.approx(1e-6 + 2 * (64 << 20) / 1e11 + 2.5e-10 * (64 << 20), rel=1e-12)
+    _, _, memory = P.OpTable.from_records(records).device_times(mock_profile(properties=props))  # a GPU
+    assert memory[0] == pytest.approx(1e-6 + 2 * (64 << 20) / 1e11, rel=1e-12)
+
+
+def test_a_kernel_curve_is_never_faster_than_the_memory_curve():
+    records = [rec("forward", "aten._to_copy", "copy", 0, 4e6, 2e6, ins=((8, 64, 32, 32),))]
+    profile = mock_profile(kernels={"_to_copy": {"fp32": {"peak": 1e13, "latency_s": 0.0}}})
+    device, _, memory = P.OpTable.from_records(records).device_times(profile)
+    assert memory[0] == pytest.approx(1e-6 + 6e6 / 1e11, rel=1e-12)  # the plain stream, not 6e6 / 1e13
+    assert profile.device_time_s("copy", "fp32", 0, 6e6, op="aten._to_copy") == pytest.approx(memory[0])
+
+
+def test_kernel_curve_channels_depth():
+    records = [rec("forward", "aten.native_batch_norm", "norm", 0, 4e6, 4e6, ins=((8, 4, 32, 32),))]
+    profile = mock_profile(kernels={"native_batch_norm": {"fp32": {"peak": 1e9, "latency_s": 0.0, "k_half": 12,
+                                                                   "depth_kind": "channels"}}})
+    _, _, memory = P.OpTable.from_records(records).device_times(profile)
+    assert memory[0] == pytest.approx(8e6 / (1e9 * 4 / (4 + 12)), rel=1e-12)  # 4 channels: a quarter of 1e9
+    assert profile.device_time_s("norm", "fp32", 0, 8e6, depth=P._depth("norm", "aten.native_batch_norm",
+                                                                         [(8, 4, 32, 32)]),
+                                 op="aten.native_batch_norm") == pytest.approx(memory[0], rel=1e-12)
+
+
+def test_conv_shape_by_hand():
+    assert P.conv_shape("aten.convolution", [(8, 64, 16, 16), (128, 64, 3, 3)], [(8, 128, 8, 8)]) == \
+        (64, 128, 9, 8 * 8 * 8)
+    assert P.conv_shape("aten.convolution_backward", [(2, 32, 4, 4), (2, 32, 8, 8), (32, 1, 3, 3)], []) == \
+        (1, 1, 9, 2 * 4 * 4)
+    assert P.conv_shape("aten.mm", [(8, 4)], [(8, 4)]) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_shape_factor_takes_the_measured_factor_near_a_point_and_one_far_away():
+    from traincost.devices import SHAPE_FACTOR_PRIOR, shape_factor
+
+    points = np.array([[4, 4, 9, 100_000, 6.0], [256, 256, 9, 10_000, 1.0]])
+    got = shape_factor(points, np.array([[4, 4, 9, 100_000], [2048, 2048, 1, 10], [0, 0, 0, 0]]))
+    near_weight = 1.0 + math.exp(-0.5 * ((math.log(64) ** 2) * 2 + math.log(10) ** 2) / 0.7 ** 2)
+    assert got[0] == pytest.approx(math.exp(math.log(6.0) / (near_weight + SHAPE_FACTOR_PRIOR)), rel=1e-9)
+    assert got[1] == pytest.approx(1.0, abs=1e-6)   # far from every measured shape: the curve as it is
+    assert got[2] == 1.0                            # not a conv
+
+
+def test_conv_time_is_scaled_by_the_shape_factor():
+    x, w, out = (8, 4, 32, 32), (4, 4, 3, 3), (8, 4, 32, 32)
+    flops = 2 * 8 * 4 * 4 * 9 * 32 * 32
+    records = [rec("forward", "aten.convolution", "conv", flops, ins=(x, w), outs=(out,))]
+    factors = {"conv/fp32": [[4, 4, 9, 8 * 32 * 32, 5.0]]}
+    profile = mock_profile(properties={"conv_shape_factors": factors})
+    _, compute, _ = P.OpTable.from_records(records).device_times(profile)
+    from traincost.devices import SHAPE_FACTOR_PRIOR
+    assert compute[0] == pytest.approx((2e-5 + flops / 2e12) * 5.0 ** (1 / (1 + SHAPE_FACTOR_PRIOR)), rel=1e-9)

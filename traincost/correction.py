@@ -54,6 +54,18 @@ CLASS_GROUPS: dict[str, str | None] = {
 GROUPS = ("matmul", "conv", "norm", "pool", "elementwise", "reduction", "optimizer")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
+#: Per-op regimes (:func:`regime_features`): newly allocated output bytes (all, and those of at least 32 MiB
+#: that a CPU maps afresh), elements drawn by random ops (dropout masks), the analytic step's share spent in
+#: thin convolutions (min(C_in, C_out) / groups < :data:`THIN_CHANNELS`), in convolutions on small maps
+#: (H_out x W_out <= :data:`SMALL_MAP_POSITIONS`) and in skinny GEMMs (min(M, N, K) < :data:`SKINNY_GEMM`),
+#: and the number of parameter tensors (per-tensor loops of the optimizer and of autograd).
+REGIME_FEATURES = ("log_alloc_bytes", "log_alloc_large_bytes", "log_rng_elements", "share_conv_thin",
+                   "share_conv_smallmap", "share_mm_skinny", "log_param_tensors")
+THIN_CHANNELS = 16
+SMALL_MAP_POSITIONS = 16
+SKINNY_GEMM = 64
+_RNG_OPS = ("bernoulli_", "bernoulli", "native_dropout", "rand", "rand_like", "randn", "uniform_", "normal_")
+
 #: The feature names, in the order of the model's columns. Sizes are ``log1p`` of FLOPs, bytes or counts;
 #: times ``log`` of milliseconds; shares are fractions of the analytic step or of its device time.
 FEATURES: tuple[str, ...] = (
@@ -67,6 +79,8 @@ FEATURES: tuple[str, ...] = (
     *(f"log_bytes_{g}" for g in GROUPS),
     "log_flops_forward", "log_flops_backward", "log_bytes_forward", "log_bytes_backward",
     "log_ops", "log_kernels", "log_bytes_per_kernel", "log_params", "log_activation_bytes", "log_peak_bytes",
+    # regimes the curves price least well, op by op (see :func:`regime_features`)
+    *REGIME_FEATURES,
     # the step configuration
     "log_batch", *(f"precision_{p}" for p in PRECISIONS), "channels_last", "optimizer_adam",
     # the device
@@ -176,6 +190,7 @@ def step_features(walk: Any, pricing: Any, profile: Any, *, precision: str, chan
                 "log_flops_backward": _log1p(phase_flops["backward"]),
                 "log_bytes_forward": _log1p(phase_bytes["forward"]),
                 "log_bytes_backward": _log1p(phase_bytes["backward"])})
+    out.update(regime_features(records, device_s, step_ms / 1e3))
     memory = walk.memory
     out.update({
         "log_ops": _log1p(n), "log_kernels": _log1p(kernels),
@@ -189,6 +204,39 @@ def step_features(walk: Any, pricing: Any, profile: Any, *, precision: str, chan
     out["optimizer_adam"] = float(optimizer in ("adam", "adamw"))
     out.update(device_features(profile, precision))
     return {name: float(out[name]) for name in FEATURES}
+
+
+def regime_features(records: Sequence[Any], device_s: Sequence[float], step_s: float) -> dict[str, float]:
+    """The :data:`REGIME_FEATURES` of a walk's records priced at ``device_s`` (seconds per record) in an
+    analytic step of ``step_s`` seconds."""
+    from traincost.predict import conv_depths, fresh_output_bytes, gemm_min_dim
+
+    alloc = alloc_large = rng = thin = smallmap = skinny = 0.0
+    tensors = 0
+    for r, dev in zip(records, device_s):
+        if r.op_class == "free" or r.host_only:
+            continue
+        name = r.op.removeprefix("aten.").split(".")[0]
+        alloc += fresh_output_bytes(r, 1)
+        alloc_large += fresh_output_bytes(r)
+        if name in _RNG_OPS:
+            rng += float(math.prod(r.output_shapes[0]) if r.output_shapes else
+                         math.prod(r.input_shapes[0]) if r.input_shapes else 0)
+        if r.op_class == "optimizer":
+            tensors = max(tensors, int(r.n_tensors))
+        elif r.op_class == "conv":
+            d = conv_depths(r.op, r.input_shapes, r.output_shapes)
+            batch = (r.input_shapes[0][0] if r.input_shapes and r.input_shapes[0] else 0) or 1
+            if 0 < d["min_channels"] < THIN_CHANNELS:
+                thin += dev
+            if 0 < d["positions"] / batch <= SMALL_MAP_POSITIONS:
+                smallmap += dev
+        elif r.op_class == "matmul" and 0 < gemm_min_dim(r.op, r.input_shapes) < SKINNY_GEMM:
+            skinny += dev
+    step = max(float(step_s), 1e-30)
+    return {"log_alloc_bytes": _log1p(alloc), "log_alloc_large_bytes": _log1p(alloc_large),
+            "log_rng_elements": _log1p(rng), "share_conv_thin": thin / step, "share_conv_smallmap": smallmap / step,
+            "share_mm_skinny": skinny / step, "log_param_tensors": _log1p(tensors)}
 
 
 def features_frame(rows: Sequence[Mapping[str, float]]) -> pd.DataFrame:
@@ -274,7 +322,7 @@ class ResidualModel:
     (devices, datasets, cross-validation summary) as set by :func:`traincost.calibrate.fit.fit_model`.
     """
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 4, learning_rate: float = 0.05,
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 5.0,
                  reg_lambda: float = 1.0, objective: str = "reg:squarederror", random_state: int = 0,
                  n_jobs: int = 1) -> None:

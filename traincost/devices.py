@@ -61,6 +61,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from traincost.errors import TraincostError, TraincostUsageError
 
 if TYPE_CHECKING:
@@ -103,8 +105,42 @@ CHANNELS_LAST = "_channels_last"
 #: ``c_in_kk`` = C_in / groups x kh x kw (forward reduction depth), ``c_out_kk`` = C_out / groups x kh x kw
 #: (grad-input reduction depth), ``positions`` = N x H_out x W_out (grad-weight reduction depth), and
 #: ``min_c_in_kk_positions`` = the smaller of the first and third (a weight gradient is slow when either
-#: its output or its reduction is small).
-DEPTH_KINDS = ("c_in_kk", "c_out_kk", "positions", "min_c_in_kk_positions")
+#: its output or its reduction is small), ``min_channels`` = min(C_in, C_out) / groups (a thin layer: a
+#: CPU vectorises over channels); for a matrix multiply, ``min_mnk`` = the smallest of M, N and K (a skinny
+#: GEMM: a small batch in a linear layer's forward, or as the reduction of its weight gradient); for a
+#: kernel curve (:attr:`DeviceProfile.kernels`) ``channels`` = C of its 4-d activation (a CPU's channels_last
+#: batch norm on 4 channels runs 15x below its rate on 64).
+CONV_DEPTH_KINDS = ("c_in_kk", "c_out_kk", "positions", "min_c_in_kk_positions", "min_channels")
+#: A CPU op's output of at least this many bytes is newly mapped memory on every call: glibc's malloc
+#: serves it with ``mmap`` (its dynamic mmap threshold stops growing at 32 MiB on 64-bit Linux) and the
+#: first write to each page faults. ``properties["first_touch_s_per_byte"]`` of a calibrated CPU profile
+#: prices that write (:mod:`traincost.predict`); smaller blocks are reused without faults.
+FIRST_TOUCH_MIN_BYTES = 32 << 20
+DEPTH_KINDS = (*CONV_DEPTH_KINDS, "min_mnk", "channels")
+
+
+#: Conv shape factors (:func:`shape_factor`): the kernel width in log units of the GEMM dimensions, and the
+#: weight of the prior "the curve is right" (factor 1) against the measured neighbours.
+SHAPE_FACTOR_WIDTH = 0.7
+SHAPE_FACTOR_PRIOR = 0.1
+
+
+def shape_factor(points: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """Multiplicative correction of a conv curve at ``shapes`` (rows of C_in / groups, C_out / groups, kh x
+    kw, N x H_out x W_out) from its measured ``points`` (the same four columns + measured / curve time).
+
+    A conv curve is smooth in FLOPs and one GEMM dimension; cuDNN's and oneDNN's algorithm choices are not
+    (a CPU runs a 4-channel conv 3-8x below the curve through its measurements). Gaussian-kernel regression
+    of the log factor over the measured shapes, in log space, with a prior of weight
+    :data:`SHAPE_FACTOR_PRIOR` at factor 1: a shape near measured ones takes their factor, one far from all
+    of them keeps the curve. Rows of zeros (not a conv) get 1."""
+    q = np.log(np.maximum(np.asarray(shapes, dtype=float), 1.0))
+    p = np.log(np.maximum(points[:, :4], 1.0))
+    logf = np.log(np.maximum(points[:, 4], 1e-6))
+    d2 = ((q[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
+    w = np.exp(-0.5 * d2 / SHAPE_FACTOR_WIDTH ** 2)
+    out = np.exp((w * logf).sum(axis=1) / (w.sum(axis=1) + SHAPE_FACTOR_PRIOR))
+    return np.where(np.asarray(shapes, dtype=float).max(axis=1) > 0, out, 1.0)
 
 
 class ProfileError(TraincostUsageError):
@@ -246,6 +282,11 @@ class DeviceProfile:
         ``conv_bwd_input``/``conv_bwd_weight`` -> ``conv_backward`` -> ``conv``; ``attention`` -> ``matmul``.
         Modes never fall back to one another (an unsupported precision is ``None``).
         """
+        found = self.compute_curve_key(op_class, mode, channels_last)
+        return self.compute[found[0]][found[1]] if found else None
+
+    def compute_curve_key(self, op_class: str, mode: str, channels_last: bool = False) -> tuple[str, str] | None:
+        """(class, mode key) of the curve :meth:`compute_curve` returns, or ``None``."""
         chain = {
             "conv_bwd_input": ("conv_bwd_input", "conv_backward", "conv"),
             "conv_bwd_weight": ("conv_bwd_weight", "conv_backward", "conv"),
@@ -259,8 +300,16 @@ class DeviceProfile:
                 continue
             for key in keys:
                 if key in curves:
-                    return curves[key]
+                    return cls, key
         return None
+
+    def shape_points(self, op_class: str, key: str) -> np.ndarray | None:
+        """The measured convolutions of curve (``op_class``, ``key``) as rows (C_in / groups, C_out / groups,
+        kh x kw, N x H_out x W_out, measured / curve time) from ``properties["conv_shape_factors"]`` (a
+        calibrated profile's), or ``None``; see :func:`shape_factor`."""
+        table = self.properties.get("conv_shape_factors") or {}
+        rows = table.get(f"{op_class}/{key}")
+        return np.asarray(rows, dtype=float) if rows else None
 
     def kernel_curve(self, op: str, mode: str, channels_last: bool = False) -> Curve | None:
         """The memory curve of aten ``op`` (``"native_batch_norm"`` or ``"aten.native_batch_norm"``) in math
@@ -277,9 +326,9 @@ class DeviceProfile:
                       channels_last: bool = False, depth: float | None = None, op: str | None = None) -> float:
         """Device seconds of one op: ``max(compute time, memory time, launch_s)`` (a roofline with
         achieved rates). ``depth``: the reduction depth of the compute curve's GEMM (see :class:`Curve`).
-        Ops of classes without a compute curve are priced by bytes: on the kernel curve of ``op`` when the
-        profile has one (:meth:`kernel_curve`), else ``reduction`` by the reduction curve and everything
-        else by the memory curve; ``free`` ops cost 0. (The predictor prices a ``convolution_backward``
+        Ops of classes without a compute curve are priced by bytes: ``reduction`` by the reduction curve and
+        everything else by the memory curve, or by the kernel curve of ``op`` when the profile has one
+        (:meth:`kernel_curve`) and it is slower; ``free`` ops cost 0. (The predictor prices a ``convolution_backward``
         computing both gradients as its two passes, each on its own curve: see :mod:`traincost.predict`.)"""
         if op_class == "free":
             return 0.0
@@ -289,10 +338,11 @@ class DeviceProfile:
             if curve is not None:
                 t = max(t, curve.time_s(flops, depth))
         if bytes_moved > 0:
+            base = self.reduction if op_class == "reduction" else self.memory
+            t = max(t, base.time_s(bytes_moved))
             mem = self.kernel_curve(op, mode, channels_last) if op else None
-            if mem is None:
-                mem = self.reduction if op_class == "reduction" else self.memory
-            t = max(t, mem.time_s(bytes_moved))
+            if mem is not None:  # never faster than the plain stream (a kernel curve measured in cache only)
+                t = max(t, mem.time_s(bytes_moved, depth if mem.depth_kind == "channels" else None))
         return t
 
     # ---- (de)serialisation

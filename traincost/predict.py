@@ -18,7 +18,9 @@ The compute curve is chosen by op class and math mode:
   x forward FLOPs) when it computes both and the profile has both curves (else ``conv_backward``), one of
   them when it computes one (the first conv of a network has no grad input). A conv curve's depth term
   reads the GEMM dimension its fit chose (``Curve.depth_kind``, :func:`conv_depths`): e.g. a CPU's weight
-  gradient over a 2x2 map at batch 8 reduces over 32 positions only and runs far below peak;
+  gradient over a 2x2 map at batch 8 reduces over 32 positions only and runs far below peak; a matmul
+  curve fitted with a ``min_mnk`` term reads the smallest GEMM dimension (:func:`gemm_min_dim`: a CPU
+  multiplies the 16-row activations of a linear layer at batch 16 far below its peak);
 * math mode = the op's first floating input dtype: bfloat16 -> ``bf16``, float16 -> ``fp16``, float32 ->
   ``tf32`` for precision tf32, else ``fp32`` (on CUDA PyTorch runs fp32 convolutions as TF32 by default:
   a calibrated profile's conv ``fp32`` curve was measured that way, a datasheet profile scales it so);
@@ -50,6 +52,12 @@ bytes`` on a CPU, where the wall time it was fitted on is the sum of host and de
 (``{opt}_s_per_byte_dram``, the rate of lists that stream from DRAM, when the step's working set exceeds
 the memory curve's cache tier). ``adam`` uses the
 ``adamw`` constants; a profile without constants for the optimizer prices its ops one by one.
+
+**Fresh memory (CPU).** An op output of at least 32 MiB (:data:`traincost.devices.FIRST_TOUCH_MIN_BYTES`) is
+mapped afresh by glibc on every call and its first write page-faults: a CPU profile's
+``properties["first_touch_s_per_byte"]`` (measured: a fresh ``clone`` against ``copy_`` into an existing
+tensor, ~0.3 ms per MiB on this VM) times those bytes is added to the op's memory time (and to the
+optimizer's per-byte time: Adam's ``sqrt`` of a large moment is such an output).
 Under fp16 the GradScaler reads ``found_inf`` back before the step: the host waits for the device there.
 
 **Timelines.** A GPU (profile kind ``cuda``) runs kernels asynchronously; op by op::
@@ -89,7 +97,15 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from traincost.cost import PriceQuote, check_run, plan_run, prices_for_profile, quote, select_provider
-from traincost.devices import DEPTH_KINDS, Curve, DeviceProfile, profile_for
+from traincost.devices import (
+    CONV_DEPTH_KINDS,
+    DEPTH_KINDS,
+    FIRST_TOUCH_MIN_BYTES,
+    Curve,
+    DeviceProfile,
+    profile_for,
+    shape_factor,
+)
 from traincost.errors import TraincostUsageError
 from traincost.parallel import check_parallel
 
@@ -157,8 +173,14 @@ def _compute_class(op: str, op_class: str, input_shapes: Sequence[tuple[int, ...
 
 
 def _depth(op_class: str, op: str, input_shapes: Sequence[tuple[int, ...]]) -> float:
-    """Reduction depth of a convolution's forward implicit GEMM: ``prod(weight.shape[1:])`` (``C_in / groups
-    x kh x kw``); 0 for other ops."""
+    """The depth :meth:`DeviceProfile.device_time_s` passes to the op's curve: for a convolution the
+    reduction depth of its forward implicit GEMM, ``prod(weight.shape[1:])`` (``C_in / groups x kh x kw``);
+    for a matrix multiply the smallest of M, N, K (:func:`gemm_min_dim`); for a norm or pooling op its
+    channels (:func:`activation_channels`, read by a kernel curve fitted on them); 0 for other ops."""
+    if op_class == "matmul":
+        return gemm_min_dim(op, input_shapes)
+    if op_class in ("norm", "pool"):
+        return activation_channels(input_shapes)
     if op_class != "conv":
         return 0.0
     w = input_shapes[2] if "backward" in op and len(input_shapes) >= 3 else (
@@ -169,10 +191,11 @@ def _depth(op_class: str, op: str, input_shapes: Sequence[tuple[int, ...]]) -> f
 def conv_depths(op: str, input_shapes: Sequence[tuple[int, ...]],
                 output_shapes: Sequence[tuple[int, ...]]) -> dict[str, float]:
     """The GEMM dimensions of a convolution (``aten.convolution`` or ``aten.convolution_backward``) that a
-    conv curve's depth term may use (:data:`traincost.devices.DEPTH_KINDS`, ``Curve.depth_kind``):
+    conv curve's depth term may use (:data:`traincost.devices.CONV_DEPTH_KINDS`, ``Curve.depth_kind``):
     ``c_in_kk`` = C_in / groups x kh x kw, ``c_out_kk`` = C_out / groups x kh x kw, ``positions`` = N x
-    H_out x W_out, ``min_c_in_kk_positions``. Zeros (no depth term) when the shapes are not a conv's."""
-    zero = dict.fromkeys(DEPTH_KINDS, 0.0)
+    H_out x W_out, ``min_c_in_kk_positions``, ``min_channels`` = min(C_in, C_out) / groups. Zeros (no depth
+    term) when the shapes are not a conv's."""
+    zero = dict.fromkeys(CONV_DEPTH_KINDS, 0.0)
     try:
         if "backward" in op:
             out, x, w = input_shapes[0], input_shapes[1], input_shapes[2]
@@ -182,10 +205,65 @@ def conv_depths(op: str, input_shapes: Sequence[tuple[int, ...]],
         c_in_kk = float(math.prod(w[1:]))
         positions = float(out[0] * math.prod(out[2:]))
         depths = {"c_in_kk": c_in_kk, "c_out_kk": w[0] / groups * math.prod(w[2:]), "positions": positions,
-                  "min_c_in_kk_positions": min(c_in_kk, positions)}
+                  "min_c_in_kk_positions": min(c_in_kk, positions), "min_channels": min(w[1], w[0] / groups)}
     except (IndexError, TypeError, ZeroDivisionError):
         return zero
     return {k: float(v) for k, v in depths.items()} if len(w) >= 3 else zero
+
+
+def fresh_output_bytes(record: Any, min_bytes: int = FIRST_TOUCH_MIN_BYTES) -> float:
+    """Bytes of an op's newly allocated outputs of at least ``min_bytes`` each (0 for in-place ops, whose
+    outputs are their inputs); by default those a CPU's OS maps afresh on every call."""
+    name = record.op.removeprefix("aten.").split(".")[0]
+    if name.endswith("_") or not record.output_shapes:
+        return 0.0
+    dtypes = tuple(getattr(record, "output_dtypes", ()))
+    total = 0.0
+    for k, shape in enumerate(record.output_shapes):
+        nbytes = math.prod(shape) * _itemsize(dtypes[k] if k < len(dtypes) else "float32")
+        if nbytes >= min_bytes:
+            total += nbytes
+    return total
+
+
+_ITEMSIZE = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "int64": 8, "int32": 4, "int16": 2,
+             "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16}
+
+
+def _itemsize(dtype: str) -> int:
+    return _ITEMSIZE.get(str(dtype).removeprefix("torch."), 4)
+
+
+def conv_shape(op: str, input_shapes: Sequence[tuple[int, ...]],
+               output_shapes: Sequence[tuple[int, ...]]) -> tuple[float, float, float, float]:
+    """(C_in / groups, C_out / groups, kh x kw, N x H_out x W_out) of a convolution (forward or backward),
+    the coordinates of :func:`traincost.devices.shape_factor`; zeros when the shapes are not a conv's."""
+    d = conv_depths(op, input_shapes, output_shapes)
+    if d["c_in_kk"] <= 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    w = input_shapes[2] if "backward" in op else input_shapes[1]
+    kk = float(math.prod(w[2:]))
+    return (d["c_in_kk"] / kk, d["c_out_kk"] / kk, kk, d["positions"])
+
+
+def activation_channels(input_shapes: Sequence[tuple[int, ...]]) -> float:
+    """C of an op's first input when it is a 4-d (N, C, H, W) activation (a kernel curve's ``channels``
+    depth), else 0 (no depth term)."""
+    return float(input_shapes[0][1]) if input_shapes and len(input_shapes[0]) == 4 else 0.0
+
+
+def gemm_min_dim(op: str, input_shapes: Sequence[tuple[int, ...]]) -> float:
+    """The smallest of M, N and K of a matrix multiply (``aten.mm``: (M, K) @ (K, N); ``aten.addmm``: bias,
+    (M, K), (K, N); ``aten.bmm``: batches of them), the depth a matmul curve's ``min_mnk`` term reads; 0
+    (no depth term) for other ops or shapes."""
+    name = op.removeprefix("aten.").split(".")[0]
+    shapes = input_shapes[1:3] if name == "addmm" else input_shapes[:2]
+    if name not in ("mm", "addmm", "bmm") or len(shapes) < 2:
+        return 0.0
+    a, b = shapes
+    if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
+        return 0.0
+    return float(min(a[-2], a[-1], b[-1]))
 
 
 #: Compute classes priced as the sum of the two passes of ``convolution_backward`` when a profile has both
@@ -219,6 +297,8 @@ class OpTable:
     phase: np.ndarray
     opt_region: np.ndarray
     opt_weight: np.ndarray
+    fresh_bytes: np.ndarray
+    conv_shapes: np.ndarray
     compute_groups: dict[tuple[str, str], np.ndarray]
     op_groups: dict[str, dict[str, np.ndarray]]
     sync_index: int | None
@@ -248,6 +328,8 @@ class OpTable:
         phase = np.zeros(n, dtype=np.int8)
         opt_region = np.zeros(n, dtype=bool)
         opt_weight = np.zeros(n)
+        fresh_bytes = np.zeros(n)
+        conv_shapes = np.zeros((n, 4))
         groups: dict[tuple[str, str], list[int]] = {}
         op_groups: dict[str, dict[str, list[int]]] = {}
         region_start = None
@@ -272,6 +354,9 @@ class OpTable:
                 opt_weight[i] = float(r.n_tensors) if r.op_class == "optimizer" else 1.0
                 if r.op_class == "optimizer":
                     param_tensors = max(param_tensors, int(r.n_tensors))
+            if kernel[i]:
+                fresh_bytes[i] = fresh_output_bytes(r)
+                depths["channels"][i] = activation_channels(r.input_shapes)
             if kernel[i] and nbytes[i] > 0:
                 op = r.op.removeprefix("aten.")
                 op_groups.setdefault(op, {}).setdefault(math_mode(r.input_dtypes, precision), []).append(i)
@@ -284,13 +369,16 @@ class OpTable:
             if r.op_class == "conv":
                 for kind, value in conv_depths(r.op, r.input_shapes, r.output_shapes).items():
                     depths[kind][i] = value
+                conv_shapes[i] = conv_shape(r.op, r.input_shapes, r.output_shapes)
+            elif r.op_class == "matmul":
+                depths["min_mnk"][i] = gemm_min_dim(r.op, r.input_shapes)
             groups.setdefault((cc, math_mode(r.input_dtypes, precision)), []).append(i)
         sync_index = region_start if precision == "fp16" and region_start is not None else None
         if param_bytes is None:
             param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
         return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
                    depth=depth, depths=depths, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
-                   opt_weight=opt_weight, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
+                   opt_weight=opt_weight, fresh_bytes=fresh_bytes, conv_shapes=conv_shapes, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
                    op_groups={op: {m: np.asarray(v, dtype=np.int64) for m, v in by_mode.items()}
                               for op, by_mode in op_groups.items()},
                    sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
@@ -335,8 +423,12 @@ class OpTable:
         for op in profile.kernels:  # ops with a memory curve of their own
             for mode, idx in self.op_groups.get(op, {}).items():
                 curve = profile.kernel_curve(op, mode, self.channels_last)
-                if curve is not None:
-                    memory[idx] = curve_time(self._stream_curve(curve), self.bytes[idx])
+                if curve is not None:  # never faster than the plain stream (a curve measured in cache only)
+                    timed = curve_time(self._stream_curve(curve), self.bytes[idx], self.depths[curve.depth_kind][idx])
+                    memory[idx] = np.maximum(memory[idx], timed)
+        first_touch = float(profile.properties.get("first_touch_s_per_byte", 0.0) or 0.0)
+        if profile.kind == "cpu" and first_touch > 0:  # newly mapped outputs: page faults on the first write
+            memory = memory + first_touch * self.fresh_bytes
         device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
         return device, compute, memory
 
@@ -346,20 +438,24 @@ class OpTable:
         A ``convolution_backward`` computing both gradients is the sum of its two passes, each on its own
         curve (``conv_bwd_input``, ``conv_bwd_weight``) with half the work, when the profile has both;
         otherwise :meth:`DeviceProfile.compute_curve`'s chain. Each curve's depth term reads the GEMM
-        dimension it was fitted on (``Curve.depth_kind``)."""
+        dimension it was fitted on (``Curve.depth_kind``); a conv curve with measured shapes
+        (:meth:`DeviceProfile.shape_points`) is corrected by their factor near the op's shape
+        (:func:`traincost.devices.shape_factor`)."""
         cl = self.channels_last
         flops = self.flops[idx]
 
-        def timed(curve: Curve, work: np.ndarray) -> np.ndarray:
-            return curve_time(curve, work, self.depths[curve.depth_kind][idx])
+        def timed(cls: str, work: np.ndarray) -> np.ndarray:
+            found = profile.compute_curve_key(cls, mode, cl)
+            if found is None:
+                return np.zeros(len(idx))
+            curve = profile.compute[found[0]][found[1]]
+            t = curve_time(curve, work, self.depths[curve.depth_kind][idx])
+            points = profile.shape_points(*found) if cls.startswith("conv") else None
+            return t * shape_factor(points, self.conv_shapes[idx]) if points is not None else t
 
-        if cc == "conv_backward":
-            passes = [profile.compute_curve(c, mode, cl) if mode in profile.compute.get(c, {}) else None
-                      for c in _SPLIT_BACKWARD]
-            if all(passes):
-                return timed(passes[0], flops / 2) + timed(passes[1], flops / 2)
-        curve = profile.compute_curve(cc, mode, cl)
-        return timed(curve, flops) if curve is not None else np.zeros(len(idx))
+        if cc == "conv_backward" and all(mode in profile.compute.get(c, {}) for c in _SPLIT_BACKWARD):
+            return timed(_SPLIT_BACKWARD[0], flops / 2) + timed(_SPLIT_BACKWARD[1], flops / 2)
+        return timed(cc, flops)
 
 
 def curve_time(curve: Curve, work: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
@@ -479,6 +575,9 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
                 device[region] = total_dev * share[region] / share.sum()
             else:
                 device[region] = 0.0
+            # the measured lists had no tensor large enough to be mapped afresh: their first touch is extra
+            device[region] += float(profile.properties.get("first_touch_s_per_byte", 0.0) or 0.0) * \
+                table.fresh_bytes[region]
             compute = np.where(region, 0.0, compute)
             memory = np.where(region, device, memory)
     if table.n:  # optimizer.zero_grad(set_to_none=True) after the step: a Python loop over the parameters

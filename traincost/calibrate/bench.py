@@ -254,7 +254,7 @@ class Settings:
     attempts: int = 3
 
 
-DEFAULT_SETTINGS = {"cpu": Settings(warmup=1, repeats=5, max_seconds=6.0, quiet_wait_s=120.0),
+DEFAULT_SETTINGS = {"cpu": Settings(warmup=3, repeats=5, max_seconds=6.0, quiet_wait_s=120.0),
                     "cuda": Settings(warmup=3, repeats=10, max_seconds=10.0)}
 
 

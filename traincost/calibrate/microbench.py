@@ -18,6 +18,18 @@ goes on, so nothing measured is lost):
   time of a tiny kernel back to back (the host is made to run ahead by a ``torch.cuda._sleep`` kernel).
 * ``optimizer``: ``step()`` of SGD (momentum 0.9) and AdamW, ``foreach=True``, on parameter lists shaped like
   real models; fitted as fixed + per tensor + per byte.
+* ``kernel`` (CPU): single memory-bound ops on curves of their own (``DeviceProfile.kernels``): batch norm
+  and max pooling forward and backward (with a depth term on the channels when it fits clearly better),
+  dropout's ``bernoulli_`` mask and autocast's ``_to_copy`` casts.
+* ``first_touch`` (CPU): a fresh ``clone`` of 16-128 MiB against ``copy_`` into an existing tensor: from 32
+  MiB glibc maps every new block afresh and the first write page-faults (``properties
+  ["first_touch_s_per_byte"]``).
+
+Matmul curves try a depth term on the smallest GEMM dimension (skinny GEMMs of linear layers at small batch,
+measured in the CPU grid); conv curves one on a GEMM dimension each, and every measured convolution's
+measured / curve time is kept (``properties["conv_shape_factors"]``) for
+:func:`traincost.devices.shape_factor`, which corrects a curve near the shapes where it is wrong (a CPU's
+4-channel convolutions run 3-8x below it).
 
 Timing: two warm-up calls, then ``repeats`` samples of ``inner`` back-to-back calls (inner sized so that one
 sample lasts ``target_sample_s``), median kept, min / max / spread recorded. CUDA: CUDA events on the
@@ -30,8 +42,8 @@ launch, optimizer), then matmul, then the convolutions; a size series stops grow
 longer than ``max_call_s``, and points still queued after ``deadline_s`` (full GPU 120 s, quick CPU 50 s)
 are skipped and listed in ``raw["skipped"]``; Ctrl-C or SIGTERM (``timeout``) stops measuring and the
 profile is fitted from what was measured (``properties["interrupted"]``). Full GPU: 643 points (560 conv), about a minute on an H200
-by count (sizes x repeats x inner loops of ~2 ms); quick CPU: 86 points, ~6 s on 2 cores; full CPU: 554
-points, ~45 s. ``properties["host_load"]`` says how busy the host was (other processes' CPU seconds per
+by count (sizes x repeats x inner loops of ~2 ms); quick CPU: 218 points, ~15 s on 2 cores; full CPU: 2013
+points, ~105 s. ``properties["host_load"]`` says how busy the host was (other processes' CPU seconds per
 second): on a CPU device a busy host stalls the intra-op thread pool and inflates every timing.
 """
 
@@ -57,8 +69,9 @@ import torch
 
 from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
 from traincost.devices import (
-    DEPTH_KINDS,
     CHANNELS_LAST,
+    CONV_DEPTH_KINDS,
+    FIRST_TOUCH_MIN_BYTES,
     DEFAULT_DISPATCH_S,
     SCHEMA_VERSION,
     Curve,
@@ -99,16 +112,28 @@ _CONV_SHAPES_SMALL_MAPS = (
     (128, 256, 8, 3, 2),
     (64, 64, 16, 3, 1),
 )
+#: Thin layers (CPU grid): a few channels on a large map, as the seed's VGG family with 4-8 filters has.
+_CONV_SHAPES_THIN = ((3, 8, 112, 3, 1), (4, 4, 112, 3, 1), (8, 8, 56, 3, 1))
 _CONV_PASSES = ("fwd", "bwd_input", "bwd_weight", "bwd")
+#: Skinny GEMMs (M, K, N) of linear layers at small batch B (CPU grid): forward (B, in) @ (in, out), grad
+#: input (B, out) @ (out, in), grad weight (out, B) @ (B, in) -- the batch as M or as the reduction K.
+_GEMM_SKINNY = ((8, 1024, 1024), (1024, 8, 1024), (32, 2048, 2048), (2048, 32, 2048), (128, 1024, 1024),
+                (1024, 128, 1024), (2048, 256, 2048), (16, 4096, 512))
 
 #: Memory-bound aten ops measured on their own curve (``DeviceProfile.kernels``): PyTorch's CPU batch norm
-#: and max pooling run 4-20x below the elementwise ``add`` rate every other memory-bound op is priced on.
+#: and max pooling run 4-20x below the elementwise ``add`` rate every other memory-bound op is priced on,
+#: dropout's mask (``bernoulli_``: one random number per element) ~100x below it; ``_to_copy`` is the
+#: dtype cast autocast makes of every weight (mode = the source dtype: fp32 -> bf16, bf16 -> fp32).
 #: op -> pooling windows measured ((kernel, stride, padding, ceil_mode) as the families use them).
 _KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward", "max_pool2d_with_indices",
-               "max_pool2d_with_indices_backward")
+               "max_pool2d_with_indices_backward", "bernoulli_", "_to_copy")
 _POOL_WINDOWS = ((2, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True), (3, 1, 1, False))
 #: (C, H = W) of 4-d activations; batches scale them from a few KiB to tens of MiB.
-_KERNEL_MAPS = ((16, 64), (64, 32), (128, 16), (256, 8), (512, 4), (32, 112))
+_KERNEL_MAPS = ((16, 64), (64, 32), (128, 16), (256, 8), (512, 4), (32, 112), (4, 112), (8, 64))
+#: Kernel curves that try a depth term on the activation's channels (``channels``): PyTorch's CPU batch norm
+#: and pooling vectorise over C in channels_last.
+_CHANNEL_KERNELS = ("native_batch_norm", "native_batch_norm_backward", "max_pool2d_with_indices",
+                    "max_pool2d_with_indices_backward")
 _KERNEL_MAX_BYTES = 32 << 20  # largest activation measured (fp32 bytes)
 _CONV_CLASS = {"fwd": "conv", "bwd": "conv_backward", "bwd_input": "conv_bwd_input",
                "bwd_weight": "conv_bwd_weight"}
@@ -136,6 +161,7 @@ class _Settings:
     deadline_s: float = 600.0       # measurement points still queued after this many seconds are skipped
     kernel_batches: tuple[int, ...] = ()   # batches of _KERNEL_MAPS for the kernel curves (() = none)
     kernel_modes: tuple[str, ...] = ()     # math modes (+ _channels_last) of the kernel curves
+    first_touch_sizes: tuple[int, ...] = ()  # bytes of the fresh-allocation points (CPU; () = none)
 
 
 def _geom(lo: int, hi: int, factor: int) -> tuple[int, ...]:
@@ -175,15 +201,16 @@ def _settings(kind: str, quick: bool, total_memory: int) -> _Settings:
             gemm_squares=(64, 256, 768), gemm_rects=((64, 1024, 1024),),
             conv_shapes=_CONV_SHAPES_QUICK, conv_batches=(2,), conv_cl_modes=("fp32",), conv_strict=False,
             mem_sizes=_geom(4 << 10, 16 << 20, 4) + (32 << 20,),
-            kernel_batches=(2, 16), kernel_modes=("fp32",),
+            kernel_batches=(2, 16), kernel_modes=("fp32",), first_touch_sizes=(64 << 20,),
             dispatch_n=2000, optimizer_lists=("mlp", "resnet18_half", "many_small"), deadline_s=50.0)
     return _Settings(
         repeats=5, target_sample_s=4e-3, max_inner=1000, max_call_s=1.0,
         gemm_squares=(32, 64, 128, 256, 512, 1024, 2048),
-        gemm_rects=((64, 1024, 1024), (256, 2048, 1000), (1024, 256, 1024), (8192, 64, 64)),
-        conv_shapes=_CONV_SHAPES + _CONV_SHAPES_SMALL_MAPS, conv_batches=(1, 4, 16), conv_cl_modes=("fp32", "bf16"),
+        gemm_rects=((64, 1024, 1024), (256, 2048, 1000), (1024, 256, 1024), (8192, 64, 64)) + _GEMM_SKINNY,
+        conv_shapes=_CONV_SHAPES + _CONV_SHAPES_SMALL_MAPS + _CONV_SHAPES_THIN, conv_batches=(1, 4, 16), conv_cl_modes=("fp32", "bf16"),
         conv_strict=False, mem_sizes=_geom(4 << 10, 128 << 20, 2),
         kernel_batches=(1, 8, 32), kernel_modes=("fp32", "bf16", "fp32" + CHANNELS_LAST, "bf16" + CHANNELS_LAST),
+        first_touch_sizes=(16 << 20, 64 << 20, 128 << 20),
         dispatch_n=5000, optimizer_lists=("mlp", "resnet18_half", "resnet18", "many_small", "few_large",
                                           "resnet50"), deadline_s=600.0)
 
@@ -518,6 +545,11 @@ def _kernel_call(op: str, x: torch.Tensor, window: tuple[int, int, int, bool]) -
     """A call of aten ``op`` on input ``x`` as a training step makes it (batch norm in training mode with
     fp32 parameters, as under autocast; pooling with ``window``), and its (args, out) for the formulas."""
     aten = torch.ops.aten
+    if op == "bernoulli_":  # dropout's mask on CPU (and in the walk): empty_like(x).bernoulli_(1 - p)
+        return (lambda: x.bernoulli_(0.5)), ((x, 0.5), x)
+    if op == "_to_copy":  # autocast's casts: fp32 weights to the low precision, bf16 gradients back to fp32
+        target = torch.float32 if x.dtype != torch.float32 else torch.bfloat16
+        return (lambda: x.to(target)), ((x,), x.to(target))
     c = x.shape[1]
     params = [torch.rand(c, device=x.device) + 0.5 for _ in range(4)]  # weight, bias, running mean, var
     if op.startswith("native_batch_norm"):
@@ -557,6 +589,17 @@ def _kernel_point(run: _Run, op: str, mode: str, shape: tuple[int, ...],
     res = run.timer.measure(fn)
     return {"op": op, "mode": mode, "shape": list(shape), "window": list(window),
             "work": cost.bytes_read + cost.bytes_written, **res}
+
+
+def _first_touch_point(run: _Run, nbytes: int) -> dict[str, Any]:
+    """A fresh tensor written once (``clone``) against the same write into a tensor that exists (``copy_``):
+    the difference is what the allocator and the OS add to an op whose output is newly allocated."""
+    n = max(1, nbytes // 4)
+    src = _randn((n,), torch.float32, run.dev)
+    dst = torch.empty_like(src)
+    reuse = run.timer.measure(lambda: dst.copy_(src))
+    res = run.timer.measure(lambda: src.clone())
+    return {"tensor_bytes": 4 * n, "work": 4 * n, "reuse_median_s": reuse["median_s"], **res}
 
 
 def _reduction_point(run: _Run, nbytes: int) -> dict[str, Any]:
@@ -708,6 +751,9 @@ def _plan(run: _Run, modes: list[str]) -> list[_Point]:
     for nbytes in s.mem_sizes:
         pts.append(_Point("reduction", f"reduction sum {nbytes >> 10} KiB",
                           lambda nbytes=nbytes: _reduction_point(run, nbytes), "reduction"))
+    for nbytes in s.first_touch_sizes:
+        pts.append(_Point("first_touch", f"first touch {nbytes >> 20} MiB",
+                          lambda nbytes=nbytes: _first_touch_point(run, nbytes)))
     dispatch = [_Point("dispatch", f"dispatch {what}", lambda what=what: _dispatch_point(run, what))
                 for what in ("add", "mm", "autocast_add", "autocast_mm")]
     pts += dispatch
@@ -897,18 +943,31 @@ def _fit_kernels(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[d
 def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
     """Fit one curve; with a single distinct size (a series cut short) only the peak, latency 0.
 
-    Convolutions also try the depth term on each GEMM dimension of :data:`DEPTH_KINDS` and keep the one
+    Convolutions also try the depth term on each GEMM dimension of :data:`CONV_DEPTH_KINDS` and keep the one
     with the lowest median error (the default ``c_in_kk`` unless another is better by a clear margin):
     which dimension limits a pass differs by pass and device (a GPU's weight gradient is slow on a small
-    output, a CPU's on a small reduction over 2x2 maps)."""
+    output, a CPU's on a small reduction over 2x2 maps). Matrix multiplies try the depth term on the
+    smallest of M, N and K (``min_mnk``), kept only if it clearly beats the plain curve (:func:`fit_curve`);
+    batch norm and pooling kernels a depth term on the channels (``channels``) against the plain curve with
+    its cache tier, kept only if it cuts the median error by the same margin."""
     work = [r["work"] for r in rows]
     times = [r["median_s"] for r in rows]
     if len(set(work)) < 2:
         return fit_curve(work, times, fixed_latency=0.0)
+    if rows and _is_gemm(rows[0]):
+        dims = [min(r["shape"]) for r in rows]
+        curve, rep = fit_curve(work, times, depth=dims if len(set(dims)) > 1 else None)
+        return (dataclasses.replace(curve, depth_kind="min_mnk") if curve.k_half > 0 else curve), rep
+    if rows and rows[0].get("op") in _CHANNEL_KERNELS:
+        plain = fit_curve(work, times, cache_tier=cache_tier)
+        curve, rep = fit_curve(work, times, depth=[r["shape"][1] for r in rows])
+        if curve.k_half > 0 and rep.median_ape < plain[1].median_ape * (1 - _DEPTH_KIND_MARGIN):
+            return dataclasses.replace(curve, depth_kind="channels"), rep
+        return plain
     if not (rows and isinstance(rows[0].get("shape"), dict)):
         return fit_curve(work, times, cache_tier=cache_tier)
     best = None
-    for kind in DEPTH_KINDS:
+    for kind in CONV_DEPTH_KINDS:
         curve, rep = fit_curve(work, times, depth=[_gemm_depths(r)[kind] for r in rows], cache_tier=cache_tier)
         if curve.k_half > 0:
             curve = dataclasses.replace(curve, depth_kind=kind)
@@ -918,19 +977,25 @@ def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
     return best
 
 
+def _is_gemm(row: dict[str, Any]) -> bool:
+    """A matmul measurement: ``shape`` = [M, K, N] (conv rows carry a dict, kernel rows an ``op``)."""
+    shape = row.get("shape")
+    return "op" not in row and isinstance(shape, list) and len(shape) == 3
+
+
 #: Another depth dimension replaces the default only when it cuts the fit's median error by this fraction.
 _DEPTH_KIND_MARGIN = 0.1
 
 
 def _gemm_depths(row: dict[str, Any]) -> dict[str, int]:
-    """The GEMM dimensions of a measured convolution (:data:`DEPTH_KINDS`), as the predictor computes
+    """The GEMM dimensions of a measured convolution (:data:`CONV_DEPTH_KINDS`), as the predictor computes
     them from shapes (:func:`traincost.predict.conv_depths`)."""
     sh = row["shape"]
     k = sh["kernel"]
     out = (sh["hw"] + 2 * (k // 2) - k) // sh["stride"] + 1
     c_in_kk, positions = sh["c_in"] * k * k, sh["batch"] * out * out
     return {"c_in_kk": c_in_kk, "c_out_kk": sh["c_out"] * k * k, "positions": positions,
-            "min_c_in_kk_positions": min(c_in_kk, positions)}
+            "min_c_in_kk_positions": min(c_in_kk, positions), "min_channels": min(sh["c_in"], sh["c_out"])}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -1068,11 +1133,14 @@ def calibrate(device: str = "cuda", quick: bool = False, progress: ProgressFn | 
 class _Fitted:
     """What a fit of raw measurements gives: ``profile_fields`` are the fitted :class:`DeviceProfile` fields
     (compute, kernels, memory, reduction, dispatch_s, dispatch_autocast_s, launch_s, optimizer), passed to
-    the profile as they are; ``fits`` the fit reports; ``fallbacks`` what stood in for failed parts."""
+    the profile as they are; ``fits`` the fit reports; ``fallbacks`` what stood in for failed parts;
+    ``properties`` fitted constants kept in ``DeviceProfile.properties`` (``first_touch_s_per_byte``,
+    ``conv_shape_factors``)."""
 
     profile_fields: dict[str, Any]
     fits: list[dict[str, Any]]
     fallbacks: list[str]
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[str, Any]],
@@ -1137,13 +1205,56 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
                     if key in curves:
                         curves.setdefault(key.replace("fp32", "tf32"), curves[key])
 
+    properties = {**_first_touch_fit(raw),
+                  "conv_shape_factors": _shape_factor_table(raw, compute, dispatch_s if kind == "cpu" else 0.0)}
+    if kind == "cuda" and has_tf32:  # tf32 conv curves are the fp32 measurement (above): so are their shapes
+        table = properties["conv_shape_factors"]
+        for key in list(table):
+            cls, mode = key.split("/")
+            if mode.startswith("fp32") and not mode.startswith("fp32_strict"):
+                table.setdefault(f"{cls}/{mode.replace('fp32', 'tf32')}", table[key])
     optimizer = _optimizer_fit(raw, memory.cache_bytes if kind == "cpu" else 0.0)
     if not optimizer and fb is not None:
         optimizer = dict(fb.optimizer)
         fallbacks.append("optimizer: datasheet-derived values used (measurement failed)")
     return _Fitted({"compute": compute, "kernels": kernels, "memory": memory, "reduction": reduction,
                     "dispatch_s": float(dispatch_s), "dispatch_autocast_s": float(dispatch_autocast_s),
-                    "launch_s": float(launch_s), "optimizer": optimizer}, fits, fallbacks)
+                    "launch_s": float(launch_s), "optimizer": optimizer}, fits, fallbacks, properties)
+
+
+def _shape_factor_table(raw: dict[str, Any], compute: dict[str, dict[str, Curve]], dispatch_s: float
+                        ) -> dict[str, list[list[float]]]:
+    """``properties["conv_shape_factors"]``: per conv curve (``"class/mode"``), each measured convolution as
+    [C_in, C_out, kh x kw, N x H_out x W_out, measured / curve time] (:func:`traincost.devices.shape_factor`).
+    ``dispatch_s``: the host part of a CPU's measured time (its curves exclude it); 0 on a GPU."""
+    table: dict[str, list[list[float]]] = {}
+    for r in raw.get("conv", []):
+        cls = _CONV_CLASS[r["pass"]]
+        curve = compute.get(cls, {}).get(r["mode"])
+        if curve is None:
+            continue
+        depth = _gemm_depths(r)[curve.depth_kind] if curve.k_half > 0 else None
+        predicted = curve.time_s(r["work"], depth)
+        measured = r["median_s"] - dispatch_s
+        if not (predicted > 0 and measured > 0):
+            continue
+        sh = r["shape"]
+        k = sh["kernel"]
+        out = (sh["hw"] + 2 * (k // 2) - k) // sh["stride"] + 1
+        table.setdefault(f"{cls}/{r['mode']}", []).append(
+            [sh["c_in"], sh["c_out"], k * k, sh["batch"] * out * out, round(measured / predicted, 4)])
+    return table
+
+
+def _first_touch_fit(raw: dict[str, Any]) -> dict[str, float]:
+    """``first_touch_s_per_byte``: the median over the measured sizes at or above
+    :data:`~traincost.devices.FIRST_TOUCH_MIN_BYTES` of (fresh - reused write) / bytes, floored at 0; {}
+    without such measurements. Below that size glibc serves a freed block again without asking the OS."""
+    rows = [r for r in raw.get("first_touch", []) if r["tensor_bytes"] >= FIRST_TOUCH_MIN_BYTES]
+    if not rows:
+        return {}
+    per_byte = [max(0.0, r["median_s"] - r["reuse_median_s"]) / r["tensor_bytes"] for r in rows]
+    return {"first_touch_s_per_byte": float(statistics.median(per_byte))}
 
 
 def _spread(raw: dict[str, Any]) -> dict[str, Any]:
@@ -1175,6 +1286,7 @@ def _assemble(run: _Run, modes: list[str], skipped: dict[str, str], quick: bool,
     props["modes"] = modes
     props["modes_skipped"] = skipped
     props["fallbacks"] = fitted.fallbacks
+    props.update(fitted.properties)
     props["curve_latency_excludes_dispatch"] = True
     props["timing"] = ("CUDA events, device time; tiny kernels preloaded behind torch.cuda._sleep"
                        if dev.type == "cuda" else "time.perf_counter, synchronous wall time")
@@ -1215,6 +1327,7 @@ def refit(profile: DeviceProfile) -> DeviceProfile:
     fitted = _fit_raw(raw, profile.kind, has_tf32, errors, _datasheet_fallback(profile.catalog_key), profile.name)
     props = dict(profile.properties)
     props["fallbacks"] = fitted.fallbacks
+    props.update(fitted.properties)
     props["refit"] = _dt.date.today().isoformat()
     return _replace(profile, **fitted.profile_fields, properties=props,
                     raw={**raw, "fits": fitted.fits, "errors": errors}, spread=_spread(raw))
