@@ -303,6 +303,12 @@ class DeviceProfile:
                     return cls, key
         return None
 
+    @property
+    def first_touch_s_per_byte(self) -> float:
+        """Seconds per byte a CPU adds to the first write of a freshly mapped output (measured by calibrate,
+        ``properties["first_touch_s_per_byte"]``); 0 when not measured or not a CPU."""
+        return float(self.properties.get("first_touch_s_per_byte", 0.0) or 0.0) if self.kind == "cpu" else 0.0
+
     def shape_points(self, op_class: str, key: str) -> np.ndarray | None:
         """The measured convolutions of curve (``op_class``, ``key``) as rows (C_in / groups, C_out / groups,
         kh x kw, N x H_out x W_out, measured / curve time) from ``properties["conv_shape_factors"]`` (a

@@ -426,9 +426,8 @@ class OpTable:
                 if curve is not None:  # never faster than the plain stream (a curve measured in cache only)
                     timed = curve_time(self._stream_curve(curve), self.bytes[idx], self.depths[curve.depth_kind][idx])
                     memory[idx] = np.maximum(memory[idx], timed)
-        first_touch = float(profile.properties.get("first_touch_s_per_byte", 0.0) or 0.0)
-        if profile.kind == "cpu" and first_touch > 0:  # newly mapped outputs: page faults on the first write
-            memory = memory + first_touch * self.fresh_bytes
+        if profile.first_touch_s_per_byte > 0:  # a CPU's newly mapped outputs: page faults on the first write
+            memory = memory + profile.first_touch_s_per_byte * self.fresh_bytes
         device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
         return device, compute, memory
 
@@ -576,8 +575,7 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
             else:
                 device[region] = 0.0
             # the measured lists had no tensor large enough to be mapped afresh: their first touch is extra
-            device[region] += float(profile.properties.get("first_touch_s_per_byte", 0.0) or 0.0) * \
-                table.fresh_bytes[region]
+            device[region] += profile.first_touch_s_per_byte * table.fresh_bytes[region]
             compute = np.where(region, 0.0, compute)
             memory = np.where(region, device, memory)
     if table.n:  # optimizer.zero_grad(set_to_none=True) after the step: a Python loop over the parameters
