@@ -1197,22 +1197,20 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
         memory = _minus_latency(memory, dispatch_s)
         reduction = _minus_latency(reduction, dispatch_s)
         kernels = {op: {m: _minus_latency(c, dispatch_s) for m, c in modes_.items()} for op, modes_ in kernels.items()}
-    # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement.
+    properties = {**_first_touch_fit(raw),
+                  "conv_shape_factors": _shape_factor_table(raw, compute, dispatch_s if kind == "cpu" else 0.0)}
+    # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement,
+    # its curve and its measured shapes.
     if kind == "cuda" and has_tf32:
+        table = properties["conv_shape_factors"]
         for cls, curves in compute.items():
             if cls.startswith("conv"):
                 for key in ("fp32", "fp32" + CHANNELS_LAST):
+                    tf32 = key.replace("fp32", "tf32")
                     if key in curves:
-                        curves.setdefault(key.replace("fp32", "tf32"), curves[key])
-
-    properties = {**_first_touch_fit(raw),
-                  "conv_shape_factors": _shape_factor_table(raw, compute, dispatch_s if kind == "cpu" else 0.0)}
-    if kind == "cuda" and has_tf32:  # tf32 conv curves are the fp32 measurement (above): so are their shapes
-        table = properties["conv_shape_factors"]
-        for key in list(table):
-            cls, mode = key.split("/")
-            if mode.startswith("fp32") and not mode.startswith("fp32_strict"):
-                table.setdefault(f"{cls}/{mode.replace('fp32', 'tf32')}", table[key])
+                        curves.setdefault(tf32, curves[key])
+                    if f"{cls}/{key}" in table:
+                        table.setdefault(f"{cls}/{tf32}", table[f"{cls}/{key}"])
     optimizer = _optimizer_fit(raw, memory.cache_bytes if kind == "cpu" else 0.0)
     if not optimizer and fb is not None:
         optimizer = dict(fb.optimizer)
