@@ -40,7 +40,7 @@ configs:
      batch_size: 2}
 """
 
-QUICK = ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--quiet-wait", "0"]
+QUICK = ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--quiet-wait", "0", "--min-time", "0"]
 
 
 def run(*args: str):
@@ -86,6 +86,7 @@ class FakeMeasure:
 
     def __call__(self, model, sample_shape, config, device, **kwargs) -> StepTiming:
         self.calls += 1
+        self.kwargs = kwargs
         if self.calls in self.fail:
             raise self.fail[self.calls]
         return StepTiming(1.0 + self.calls, 1.0, 2.0 + self.calls, kwargs.get("repeats", 1), None)
@@ -128,6 +129,33 @@ def test_tiny_cpu_sweep_end_to_end(tmp_path):
     except Exception:
         return
     assert all(float(r["analytic_ms"]) > 0 and r["profile_source"] for r in got)
+
+
+def test_min_time_times_short_steps_until_it_has_passed():
+    from torch import nn
+
+    from traincost.calibrate.steps import measure_step
+    from traincost.flopmodel.walker import StepConfig
+
+    model = nn.Linear(8, 4)
+    timing = measure_step(model, (8,), StepConfig(batch_size=2), torch.device("cpu"), warmup=0, repeats=1,
+                          min_seconds=0.05)
+    # a step of a tiny linear layer takes well under 5 ms, so 50 ms of timing needs more than one step
+    assert timing.repeats > 1
+    assert timing.median_ms * timing.repeats >= 0.5 * 50  # roughly the 50 ms asked for (median ~ mean)
+    once = measure_step(model, (8,), StepConfig(batch_size=2), torch.device("cpu"), warmup=0, repeats=1)
+    assert once.repeats == 1
+
+
+def test_min_time_reaches_the_measurement_and_is_validated(tmp_path, fake):
+    plan = write(tmp_path, "p.yaml", fc_plan(1))
+    out = tmp_path / "out.csv"
+    result = run("bench", "--plan", str(plan), "--out", str(out), *QUICK[:-2], "--min-time", "0.25")
+    assert result.exit_code == 0, result.output
+    assert fake.kwargs["min_seconds"] == 0.25
+    for bad in ("-1", "61"):
+        result = run("bench", "--plan", str(plan), "--out", str(tmp_path / "x.csv"), "--min-time", bad)
+        assert result.exit_code == 2 and "--min-time must be 0-60 seconds" in result.output
 
 
 # ------------------------------------------------------------------------------------------ nothing lost

@@ -571,7 +571,10 @@ def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
 @click.option("--resume", is_flag=True, help="Continue --out: keep its rows, measure only what is missing.")
 @click.option("--shard", default=None, help="i/n: take every n-th configuration from the i-th (0-based).")
 @click.option("--repeats", type=int, default=None, help="Timed steps per configuration [cpu 5, cuda 10].")
-@click.option("--warmup", type=int, default=None, help="Warm-up steps per configuration [cpu 1, cuda 3].")
+@click.option("--warmup", type=int, default=None, help="Warm-up steps per configuration [cpu 3, cuda 3].")
+@click.option("--min-time", "min_time", type=float, default=None,
+              help="Seconds of timed steps per configuration at least: short steps are timed more than "
+                   "--repeats times [cpu 0.5, cuda 0].")
 @click.option("--quiet-wait", type=float, default=None,
               help="cpu: wait up to this many seconds before each configuration for other processes to go "
                    "idle, and re-measure one they disturbed; 0: never wait [cpu 120].")
@@ -580,7 +583,7 @@ def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def bench_command(device: str, plan_name: str, out_path: str, limit: int | None, seed: int,
                   budget_minutes: float | None, resume: bool, shard: str | None, repeats: int | None,
-                  warmup: int | None, quiet_wait: float | None, profile_path: str | None, as_json: bool) -> None:
+                  warmup: int | None, min_time: float | None, quiet_wait: float | None, profile_path: str | None, as_json: bool) -> None:
     """Measure real training steps of a plan of configurations and append them to a dataset CSV.
 
     Each configuration: build the model on the device, warm up, time steps on synthetic data (median,
@@ -606,6 +609,10 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
         if value is not None and value < (1 if name == "--repeats" else 0):
             raise TraincostUsageError(f"{name} must be {'positive' if name == '--repeats' else 'non-negative'}, "
                                       f"got {value}")
+    if quiet_wait is not None and quiet_wait < 0:
+        raise TraincostUsageError(f"--quiet-wait must be 0 or more seconds, got {quiet_wait}")
+    if min_time is not None and not 0 <= min_time <= 60:
+        raise TraincostUsageError(f"--min-time must be 0-60 seconds, got {min_time}")
     shard_at = parse_shard(shard) if shard is not None else None
     if profile_path is not None and not Path(profile_path).is_file():
         raise TraincostUsageError(f"--profile: profile file not found: {profile_path}")
@@ -623,10 +630,8 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
     if shard_at is not None:
         configs = take_shard(configs, *shard_at)
     settings = bench.DEFAULT_SETTINGS["cuda" if dev.type == "cuda" else "cpu"]
-    if quiet_wait is not None and quiet_wait < 0:
-        raise TraincostUsageError(f"--quiet-wait must be 0 or more seconds, got {quiet_wait}")
-    settings = dataclasses.replace(settings, **{k: v for k, v in (("repeats", repeats), ("warmup", warmup),
-                                                                  ("quiet_wait_s", quiet_wait)) if v is not None})
+    chosen = {"repeats": repeats, "warmup": warmup, "quiet_wait_s": quiet_wait, "min_seconds": min_time}
+    settings = dataclasses.replace(settings, **{k: v for k, v in chosen.items() if v is not None})
     budget_s = None if budget_minutes is None else max(0.0, 60 * budget_minutes - (time.monotonic() - started))
 
     from rich.console import Console

@@ -238,8 +238,9 @@ class SweepSummary:
 class Settings:
     """Timing settings of a sweep on one device kind.
 
-    ``warmup``/``repeats``: steps per configuration; ``max_seconds``: timed steps stop after this long
-    (at least 3). ``quiet_wait_s`` (CPU): before each configuration, wait for other processes to use
+    ``warmup``/``repeats``: steps per configuration; ``min_seconds``: more timed steps until they took
+    this long in all (so a short step's median rests on many steps); ``max_seconds``: timed steps stop
+    after this long (at least 3). ``quiet_wait_s`` (CPU): before each configuration, wait for other processes to use
     less than ``quiet_cores`` CPU cores; a configuration they disturbed anyway (more than
     ``quiet_cores`` busy during the timing) is measured again, up to ``attempts`` times in all, and
     the least disturbed attempt is kept; the waits of one configuration total at most ``quiet_wait_s``. Two threads sharing two cores with another busy process can be
@@ -250,11 +251,12 @@ class Settings:
     repeats: int
     max_seconds: float
     quiet_wait_s: float = 0.0
+    min_seconds: float = 0.0
     quiet_cores: float = 0.3
     attempts: int = 3
 
 
-DEFAULT_SETTINGS = {"cpu": Settings(warmup=3, repeats=5, max_seconds=6.0, quiet_wait_s=120.0),
+DEFAULT_SETTINGS = {"cpu": Settings(warmup=3, repeats=5, max_seconds=6.0, quiet_wait_s=120.0, min_seconds=0.5),
                     "cuda": Settings(warmup=3, repeats=10, max_seconds=10.0)}
 
 
@@ -522,7 +524,8 @@ def _measure_one(cfg: BenchConfig, key: str, dev: torch.device, name: str, versi
             left = settings.max_seconds if deadline is None else deadline - time.monotonic()
             with _OtherCpu() as others:
                 timing = measure(model, cfg.spec.sample_shape(), s, dev, warmup=settings.warmup,
-                                 repeats=settings.repeats, max_seconds=max(1.0, min(settings.max_seconds, left)))
+                                 repeats=settings.repeats, max_seconds=max(1.0, min(settings.max_seconds, left)),
+                                 min_seconds=settings.min_seconds)
             disturbed = others.cores if others.cores is not None else 0.0
             if best is None or disturbed < best[0]:
                 best = (disturbed, timing)

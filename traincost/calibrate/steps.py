@@ -20,6 +20,10 @@ from traincost.flopmodel.arch import ArchSpec
 from traincost.flopmodel.walker import StepConfig, make_optimizer
 
 
+#: The most steps one measurement times (``min_seconds`` on a sub-millisecond step).
+MAX_REPEATS = 1000
+
+
 @dataclass(frozen=True)
 class StepTiming:
     """Measured step times in milliseconds and the measured CUDA peak (None on CPU)."""
@@ -58,8 +62,13 @@ def build_on(spec: ArchSpec, device: torch.device) -> nn.Module:
 
 def measure_step(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
                  device: torch.device, *, warmup: int = 3, repeats: int = 10,
-                 max_seconds: float = 20.0) -> StepTiming:
-    """Time ``repeats`` training steps (after ``warmup``) of ``model`` as the walker describes them."""
+                 max_seconds: float = 20.0, min_seconds: float = 0.0) -> StepTiming:
+    """Time training steps of ``model`` as the walker describes them, after ``warmup`` steps.
+
+    At least ``repeats`` steps and, when ``min_seconds`` > 0, more until the timed steps took
+    ``min_seconds`` in all (like ``timeit``'s autorange: a 1 ms step is timed hundreds of times, not 5),
+    at most :data:`MAX_REPEATS`; timing stops once ``max_seconds`` have passed and 3 steps are timed.
+    """
     model.train()
     if config.channels_last and len(sample_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -94,7 +103,7 @@ def measure_step(model: nn.Module, sample_shape: tuple[int, ...], config: StepCo
         _sync(device)
         times: list[float] = []
         budget_end = time.perf_counter() + max_seconds
-        for _ in range(repeats):
+        while len(times) < MAX_REPEATS and (len(times) < repeats or sum(times) < 1e3 * min_seconds):
             t0 = time.perf_counter()
             step()
             _sync(device)
