@@ -5,7 +5,9 @@
 Tables (the numbers of ``traincost evaluate``):
 
 1. **Cross-validation on the committed training datasets** (``traincost/data/datasets/``): the CPU datasets
-   (two sweeps of the same configurations: both rows of a configuration fall in the same fold), the H200
+   (three sweeps of the same configurations, combined as ``traincost fit`` combines them: one sample per
+   configuration, labelled with the median of its three measurements; the last columns judge the same
+   out-of-fold predictions against every single run; ``cpu (each row)`` fits each run as its own row), the H200
    families dataset and all together, each with leave-one-family-out (``family``) and
    leave-architectures-out in 5 grouped folds (``architecture``): median / p90 absolute percentage error
    of the analytic model and of the corrected one, and the coverage of the 80 % / 90 % intervals (each
@@ -32,8 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "traincost" / "data" / "datasets"
 BENCH = ROOT / "benchmarks" / "data"
-#: Two sweeps of the same 861 configurations on this CPU, hours apart (2026-11-28 21:25, 2026-11-29 01:13).
-CPU = (DATASETS / "cpu-2core-x86_64.csv", DATASETS / "cpu-2core-x86_64-2026-11-29.csv")
+#: Three sweeps of the same 861 configurations on this CPU, hours apart (2026-11-28 21:25, 2026-11-29 01:13,
+#: 2026-11-29 02:57 with --min-time 0.5).
+CPU = tuple(sorted(DATASETS.glob("cpu-2core-x86_64*.csv")))
 H200 = DATASETS / "h200-families-2026-11-28.csv"
 
 
@@ -49,12 +52,14 @@ def _cov(c: dict[str, float] | None) -> str:
 
 def _header() -> None:
     print(f"{'data':<22} {'split':<13} {'n':>5}  {'analytic med p90':>16}  {'corrected med p90':>17}  "
-          f"{'cover 80% 90%':>14}")
+          f"{'cover 80% 90%':>14}  {'runs':>5} {'single-run corrected':>20}")
 
 
 def _line(name: str, rep: dict) -> None:
+    single = rep.get("single_measurements") or {}
+    runs = (f"{single['n']:>5} {_pct(single['corrected']):>20}" if single and single["n"] != rep["n"] else "")
     print(f"{name:<22} {rep['split']:<13} {rep['n']:>5}  {_pct(rep['analytic']):>16}  {_pct(rep['corrected']):>17}  "
-          f"{_cov(rep['interval_coverage']):>14}")
+          f"{_cov(rep['interval_coverage']):>14}  {runs}")
 
 
 def _cpu_measured_as_dataset(path: Path, out: Path) -> Path:
@@ -88,12 +93,13 @@ def main() -> None:
 
     import pandas as pd
 
-    from traincost.calibrate.fit import Frame, build_frame, evaluate
+    from traincost.calibrate.fit import Frame, build_frame, combine_repeats, evaluate
     from traincost.correction import load, shipped_dir
 
     params = {"n_estimators": args.trees}
-    frames = {name: build_frame(list(paths), processes=args.processes, cache=args.cache)
-              for name, paths in (("cpu-2core-x86_64", CPU), ("h200-families", (H200,)))}
+    cpu_rows = build_frame(list(CPU), processes=args.processes, cache=args.cache)
+    frames = {"cpu-2core-x86_64": combine_repeats(cpu_rows), "cpu (each row)": cpu_rows,
+              "h200-families": combine_repeats(build_frame([H200], processes=args.processes, cache=args.cache))}
     a, b = frames["cpu-2core-x86_64"], frames["h200-families"]
     frames["both (cross-device)"] = Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
                                           pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets,

@@ -175,6 +175,57 @@ def test_cv_coverage_counts_rows_inside_intervals_from_other_folds():
     assert cov == {"0.5": pytest.approx(5 / 6)}
 
 
+def _repeat_frame() -> F.Frame:
+    """Four rows: configuration k1 measured twice (100 and 400 ms) and k2 once on one device, k1 once on another."""
+    X = pd.DataFrame({"device_datasheet": [0.0] * 4, "v": [1.0, 1.0, 2.0, 1.0]})
+    meta = pd.DataFrame({"family": ["a", "a", "b", "a"], "device": ["d", "d", "d", "e"],
+                         "config_key": ["k1", "k1", "k2", "k1"], "measured_ms": [100.0, 400.0, 50.0, 30.0],
+                         "analytic_ms": [100.0, 100.0, 25.0, 10.0], "dataset": ["s1", "s2", "s1", "s1"]})
+    return F.Frame(X, np.log(meta["measured_ms"] / meta["analytic_ms"]).to_numpy(), meta)
+
+
+def test_combine_repeats_labels_a_configuration_with_its_median_measurement():
+    fr = F.combine_repeats(_repeat_frame())
+    assert len(fr) == 3 and fr.meta["config_key"].tolist() == ["k1", "k2", "k1"]  # by device, then key
+    # k1 on d: the median of log 100 and log 400 = log 200 (geometric mean of two); analytic 100
+    assert fr.meta["measured_ms"].tolist() == pytest.approx([200.0, 50.0, 30.0])
+    assert fr.y == pytest.approx([math.log(200 / 100), math.log(50 / 25), math.log(30 / 10)])
+    assert fr.meta["measurements"].tolist() == ["100;400", "50", "30"]
+    assert fr.meta["dataset"].tolist() == ["s1+s2", "s1", "s1"]
+    rows, offsets = F.measurement_offsets(fr)
+    assert rows.tolist() == [0, 0, 1, 2]
+    assert offsets == pytest.approx([math.log(100 / 200), math.log(400 / 200), 0.0, 0.0])
+    # the same measurements in another order give the same frame
+    rev = _repeat_frame().subset(np.array([3, 2, 1, 0]))
+    again = F.combine_repeats(rev)
+    assert again.meta["config_key"].tolist() == fr.meta["config_key"].tolist()
+    assert again.y == pytest.approx(fr.y) and again.meta["measurements"].tolist() == ["400;100", "50", "30"]
+    plain_rows, plain = F.measurement_offsets(_repeat_frame())
+    assert plain_rows.tolist() == [0, 1, 2, 3] and not plain.any()
+
+
+def test_reports_judge_single_measurements_too():
+    fr = F.combine_repeats(_repeat_frame())
+    rep = F.report(fr, "family", np.array([200.0, 50.0, 30.0]), None, None)
+    assert rep["n"] == 3 and rep["corrected"]["median_ape"] == pytest.approx(0.0, abs=1e-9)
+    single = rep["single_measurements"]
+    # runs 100, 400, 50, 30 against predictions 200, 200, 50, 30: errors 100, 50, 0, 0 % -> median 25
+    assert single["n"] == 4 and single["corrected"]["median_ape"] == pytest.approx(25.0)
+
+
+def test_cv_coverage_of_a_combined_row_counts_each_measurement():
+    X = pd.DataFrame({"device_datasheet": [0.0] * 3, "v": [1.0] * 3})
+    meta = pd.DataFrame({"family": ["a", "b", "c"], "measured_ms": [1.0, 1.0, 1.0],
+                         "measurements": ["1", "1", f"{math.exp(-0.5):.6g};{math.exp(0.5):.6g}"]})
+    fr = F.Frame(X, np.zeros(3), meta)
+    folds = F.group_folds(meta["family"].tolist())
+    # 50 % interval from the other folds' single-measurement residuals:
+    # fold a: others [0, -0.5, 0.5] -> n 3, low = floor(0.25 x 4) = 1st = -0.5, high = ceil(0.75 x 4) = 3rd = 0.5
+    # -> a's 0 inside; b likewise; fold c: others [0, 0] -> [0, 0]: c's -0.5 and 0.5 outside -> 2 of 4
+    cov = F.cv_coverage(fr, folds, np.zeros(3), levels=(0.5,))
+    assert cov == {"0.5": pytest.approx(2 / 4)}
+
+
 def test_evaluate_reports_both_predictions_per_family(frame):
     rep, corrected = F.evaluate(frame, "family", params={"n_estimators": 5})
     assert {"split", "n", "analytic", "corrected", "per_family"} <= set(rep)

@@ -828,13 +828,18 @@ def _print_report(rep: dict[str, Any]) -> None:
 
     cov = rep.get("interval_coverage") or {}
     title = (f"{rep['split']} split" + (f" ({rep['folds']} folds)" if rep.get("folds") else "")
-             + f", {rep['n']} rows: median / p90 APE")
+             + f", {rep['n']} rows: median / p90 APE"
+             + (" (a row measured more than once: the median of its runs)"
+                if (rep.get("single_measurements") or {}).get("n", rep["n"]) != rep["n"] else ""))
     table = Table(title=title, title_justify="left")
     for col in ("family", "n", "analytic", "corrected"):
         table.add_column(col, justify="left" if col == "family" else "right")
     for fam, r in rep["per_family"].items():
         table.add_row(fam, str(r["n"]), _ape_text(r["analytic"]), _ape_text(r["corrected"]))
     table.add_row("all", str(rep["n"]), _ape_text(rep["analytic"]), _ape_text(rep["corrected"]), style="bold")
+    single = rep.get("single_measurements") or {}
+    if single and single["n"] != rep["n"]:
+        table.add_row("(each run)", str(single["n"]), _ape_text(single["analytic"]), _ape_text(single["corrected"]))
     Console(width=max(Console().width, 100)).print(table)
     if cov:
         click.echo("interval coverage: " + ", ".join(f"{float(k):.0%} interval {v:.1%}" for k, v in cov.items()))
@@ -856,16 +861,19 @@ def _print_report(rep: dict[str, Any]) -> None:
               help="Boosting rounds (XGBoost n_estimators).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
+@click.option("--each-row", is_flag=True,
+              help="Every measured row is its own sample. Default: a configuration measured more than once on "
+                   "one device (sweeps of one plan) is one sample labelled with the median of its measurements.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], output: str,
                 profile_paths: tuple[str, ...], processes: int, trees: int, cache_path: str | None,
-                as_json: bool) -> None:
+                each_row: bool, as_json: bool) -> None:
     """Train the learned correction (XGBoost on log(measured / analytic)) on measured datasets.
 
     Every row is walked and priced again with the current code. Cross-validates by family and by
     architecture first (the intervals come from the leave-one-family-out residuals), then fits on all rows.
     """
-    from traincost.calibrate.fit import build_frame, fit_model
+    from traincost.calibrate.fit import build_frame, combine_repeats, fit_model
 
     paths = _datasets(dataset_opts, more_datasets)
     out = Path(output)
@@ -874,11 +882,15 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
     _check_writable(out)
     frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
                         progress=_progress("walking", as_json), cache=cache_path)
+    if not each_row:
+        frame = combine_repeats(frame)
     model, reports = fit_model(frame, {"n_estimators": trees})
     model.save(out)
+    from traincost.calibrate.fit import measurement_offsets
     from traincost.correction import sidecar_path
 
     summary = {"output": str(out), "sidecar": str(sidecar_path(out)), "rows": len(frame),
+               "measurements": len(measurement_offsets(frame)[0]),
                "skipped_rows": len(frame.skipped), "scope": model.metadata_["scope"],
                "devices": [d["name"] for d in frame.devices],
                "cv": {s: {"n": r["n"], "analytic": r["analytic"], "corrected": r["corrected"],
@@ -887,7 +899,8 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"fitted on {len(frame)} rows ({', '.join(summary['devices'])}; {summary['scope']}) -> {out} "
+    click.echo(f"fitted on {len(frame)} configurations ({summary['measurements']} measurements; "
+               f"{', '.join(summary['devices'])}; {summary['scope']}) -> {out} "
                f"(+ {sidecar_path(out).name})")
     for rep in reports.values():
         _print_report(rep)
@@ -911,17 +924,20 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
               help="Boosting rounds of the cross-validated models (XGBoost n_estimators).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
+@click.option("--each-row", is_flag=True,
+              help="Every measured row is its own sample. Default: a configuration measured more than once on "
+                   "one device (sweeps of one plan) is one sample labelled with the median of its measurements.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (a list of two with --split both).")
 def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], model_path: str | None,
                      split: str, profile_paths: tuple[str, ...], processes: int, plot_path: str | None,
-                     trees: int, cache_path: str | None, as_json: bool) -> None:
+                     trees: int, cache_path: str | None, each_row: bool, as_json: bool) -> None:
     """Median and p90 absolute % error of the analytic and the corrected predictions, per family.
 
     Without --model: cross-validation that never splits one model's rows (leave one family out, or
     architectures held out in grouped folds). With --model: that model on the data as given.
     """
-    from traincost.calibrate.fit import build_frame, evaluate, plot
+    from traincost.calibrate.fit import build_frame, combine_repeats, evaluate, plot
 
     paths = _datasets(dataset_opts, more_datasets)
     model = None
@@ -935,6 +951,8 @@ def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ..
         _check_writable(Path(plot_path))
     frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
                         progress=_progress("walking", as_json), cache=cache_path)
+    if not each_row:
+        frame = combine_repeats(frame)
     splits = ["family", "architecture"] if split == "both" else [split]
     reports = []
     for i, s in enumerate(splits):

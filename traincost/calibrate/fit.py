@@ -283,6 +283,49 @@ def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Se
     return Frame(X, np.asarray(ys, dtype=float), pd.DataFrame(meta), skipped, files, devices)
 
 
+def combine_repeats(frame: Frame) -> Frame:
+    """One sample per configuration measured more than once on one device (the same ``config_key``, e.g.
+    sweeps of one plan hours apart): its label is the median of the measurements' ``log(measured_ms)``,
+    ``meta["measured_ms"]`` that median's time and ``meta["measurements"]`` every measured time
+    (``;``-separated), so intervals and :func:`report` can still be judged against single measurements.
+    Rows without a ``config_key`` stay as they are (after the keyed ones). Rows are ordered by device
+    and key, so the order of the files does not change the model (its subsampling is seeded). On this 2-core VM two sweeps of the same
+    configuration differ by a median 10 % (p90 31 %): one sweep's label is a noisy sample of the step time.
+    """
+    meta = frame.meta
+    keys = meta["config_key"].fillna("").astype(str).tolist() if "config_key" in meta else [""] * len(frame)
+    grouped: dict[str, list[int]] = {}
+    for i, (dev, key) in enumerate(zip(meta["device"].tolist(), keys)):
+        grouped.setdefault(f"{dev}\0{key}" if key else f"\0row{i:09d}", []).append(i)
+    # sorted by device and key: the same measurements give the same frame (and model) in any file order
+    groups = {k: grouped[k] for k in sorted(grouped)}
+    first = np.array([idx[0] for idx in groups.values()], dtype=int)
+    measured = meta["measured_ms"].to_numpy(dtype=float)
+    each = [measured[idx] for idx in groups.values()]
+    median_log = np.array([float(np.median(np.log(m))) for m in each])
+    out = frame.subset(first)
+    out.meta["measured_ms"] = np.exp(median_log)
+    out.meta["measurements"] = [";".join(f"{v:.6g}" for v in m) for m in each]
+    datasets = meta["dataset"].to_numpy() if "dataset" in meta else None
+    if datasets is not None:
+        out.meta["dataset"] = ["+".join(dict.fromkeys(datasets[idx].tolist())) for idx in groups.values()]
+    out.y = median_log - np.log(out.meta["analytic_ms"].to_numpy(dtype=float))
+    return out
+
+
+def measurement_offsets(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, ``log(measurement / meta measured_ms)``) for every single measurement behind ``frame``'s
+    rows: one per row (offset 0) unless :func:`combine_repeats` merged several into one."""
+    if "measurements" not in frame.meta:
+        return np.arange(len(frame)), np.zeros(len(frame))
+    rows, offsets = [], []
+    for i, (text, label) in enumerate(zip(frame.meta["measurements"], frame.meta["measured_ms"])):
+        for v in str(text).split(";"):
+            rows.append(i)
+            offsets.append(math.log(float(v) / float(label)))
+    return np.asarray(rows, dtype=int), np.asarray(offsets, dtype=float)
+
+
 # ------------------------------------------------------------------------------------------ splits
 
 
@@ -377,24 +420,31 @@ def cv_coverage(frame: Frame, folds: list[tuple[np.ndarray, np.ndarray]], residu
                 levels: Sequence[float] = LEVELS) -> dict[str, float]:
     """Coverage of split-conformal intervals on held-out folds: fold k's quantiles come from the residuals
     (out-of-fold ``log(measured / predicted)``) of the other folds' rows, widened for datasheet rows and
-    rows outside fold k's training ranges. Returns level -> fraction of rows inside their interval."""
+    rows outside fold k's training ranges. Returns level -> fraction of rows inside their interval; after
+    :func:`combine_repeats`, of single measurements (each measurement of a combined row judged alone)."""
+    rows, offsets = measurement_offsets(frame)
+    each = residuals[rows] + offsets  # one per single measurement (a combined row has several)
     out = {}
     for lv in levels:
-        inside = np.zeros(len(frame), dtype=bool)
+        inside = np.zeros(len(each), dtype=bool)
         for train, test in folds:
-            q = conformal_quantiles(residuals[train], lv)
+            in_train, in_test = np.isin(rows, train), np.isin(rows, test)
+            q = conformal_quantiles(each[in_train], lv)
             factor = widen_factors(frame.X["device_datasheet"].to_numpy()[test] > 0,
                                    _ood_mask(frame.X.iloc[test], frame.X.iloc[train]))
             lo, hi = _widen(q, factor)
-            r = residuals[test]
-            inside[test] = (r >= lo) & (r <= hi)
+            pos = np.searchsorted(test, rows[in_test])  # test is sorted (np.flatnonzero)
+            r = each[in_test]
+            inside[in_test] = (r >= lo[pos]) & (r <= hi[pos])
         out[f"{lv:g}"] = float(inside.mean())
     return out
 
 
 def report(frame: Frame, split: str, corrected_ms: np.ndarray, coverage: dict[str, float] | None,
            folds: int | None, model: str | None = None) -> dict[str, Any]:
-    """The evaluation report of one split (the ``traincost evaluate --json`` object)."""
+    """The evaluation report of one split (the ``traincost evaluate --json`` object). ``analytic`` and
+    ``corrected`` are judged against each row's label (after :func:`combine_repeats`, the median of a
+    configuration's measurements); ``single_measurements`` against every single measurement."""
     meta = frame.meta
     measured = meta["measured_ms"].to_numpy()
     analytic = meta["analytic_ms"].to_numpy()
@@ -408,8 +458,13 @@ def report(frame: Frame, split: str, corrected_ms: np.ndarray, coverage: dict[st
         m = (meta["device"] == dev).to_numpy()
         per_device[dev] = {"n": int(m.sum()), "analytic": ape_summary(analytic[m], measured[m]),
                            "corrected": ape_summary(corrected_ms[m], measured[m])}
+    rows, offsets = measurement_offsets(frame)
+    each = measured[rows] * np.exp(offsets)
+    single = {"n": len(rows), "analytic": ape_summary(analytic[rows], each),
+              "corrected": ape_summary(np.asarray(corrected_ms)[rows], each)}
     return {"split": split, "n": len(frame), "folds": folds, "model": model,
             "analytic": ape_summary(analytic, measured), "corrected": ape_summary(corrected_ms, measured),
+            "single_measurements": single,
             "per_family": per_family, "per_device": per_device, "interval_coverage": coverage,
             "datasets": [d["file"] for d in frame.datasets], "skipped_rows": len(frame.skipped)}
 
@@ -450,9 +505,11 @@ def evaluate(frame: Frame, split: str = "family", *, model: ResidualModel | None
         coverage = {}
         records = frame.X.to_dict(orient="records")
         ood = np.array([bool(out_of_range(r, model.feature_ranges_)) for r in records], dtype=bool)
+        rows, offsets = measurement_offsets(frame)
+        each = resid[rows] + offsets
         for lv, q in sorted(model.intervals_.items()):
             lo, hi = _widen(q, widen_factors(frame.X["device_datasheet"].to_numpy() > 0, ood))
-            coverage[f"{lv:g}"] = float(((resid >= lo) & (resid <= hi)).mean())
+            coverage[f"{lv:g}"] = float(((each >= lo[rows]) & (each <= hi[rows])).mean())
         return report(frame, "holdout", corrected, coverage or None, None,
                       str(model.metadata_.get("path", "")) or None), corrected
     folds = split_folds(frame, split)
@@ -478,8 +535,9 @@ def fit_model(frame: Frame, params: dict[str, Any] | None = None) -> tuple[Resid
         except FitError:
             continue
         reports[split] = rep
-        if split == interval_split:
-            residuals = np.log(frame.meta["measured_ms"].to_numpy() / corrected)
+        if split == interval_split:  # of single measurements: an interval says where one run lands
+            rows, offsets = measurement_offsets(frame)
+            residuals = np.log(frame.meta["measured_ms"].to_numpy()[rows] / corrected[rows]) + offsets
     model = ResidualModel(**(params or {})).fit(frame.X, frame.y)
     if residuals is not None:
         model.set_intervals(residuals)
@@ -539,6 +597,6 @@ def plot(frame: Frame, corrected_ms: np.ndarray, path: str | Path, title: str = 
     return path
 
 
-__all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "cross_validate",
-           "cv_coverage", "evaluate", "fit_model", "group_folds", "plot", "read_rows", "report",
+__all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "combine_repeats",
+           "cross_validate", "cv_coverage", "measurement_offsets", "evaluate", "fit_model", "group_folds", "plot", "read_rows", "report",
            "resolve_row_profile", "split_folds", "widen_factors"]
