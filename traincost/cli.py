@@ -583,7 +583,8 @@ def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def bench_command(device: str, plan_name: str, out_path: str, limit: int | None, seed: int,
                   budget_minutes: float | None, resume: bool, shard: str | None, repeats: int | None,
-                  warmup: int | None, min_time: float | None, quiet_wait: float | None, profile_path: str | None, as_json: bool) -> None:
+                  warmup: int | None, min_time: float | None, quiet_wait: float | None, profile_path: str | None,
+                  as_json: bool) -> None:
     """Measure real training steps of a plan of configurations and append them to a dataset CSV.
 
     Each configuration: build the model on the device, warm up, time steps on synthetic data (median,

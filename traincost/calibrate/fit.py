@@ -288,9 +288,10 @@ def combine_repeats(frame: Frame) -> Frame:
     sweeps of one plan hours apart): its label is the median of the measurements' ``log(measured_ms)``,
     ``meta["measured_ms"]`` that median's time and ``meta["measurements"]`` every measured time
     (``;``-separated), so intervals and :func:`report` can still be judged against single measurements.
-    Rows without a ``config_key`` stay as they are (after the keyed ones). Rows are ordered by device
-    and key, so the order of the files does not change the model (its subsampling is seeded). On this 2-core VM two sweeps of the same
-    configuration differ by a median 10 % (p90 31 %): one sweep's label is a noisy sample of the step time.
+    Rows without a ``config_key`` stay as they are (in their order, before the keyed ones); the rest are
+    ordered by device and key, so the order of the files does not change the model (its subsampling is
+    seeded). On this 2-core VM two sweeps of the same configuration differ by a median 10 % (p90 31 %):
+    one sweep's label is a noisy sample of the step time.
     """
     meta = frame.meta
     keys = meta["config_key"].fillna("").astype(str).tolist() if "config_key" in meta else [""] * len(frame)
@@ -598,5 +599,5 @@ def plot(frame: Frame, corrected_ms: np.ndarray, path: str | Path, title: str = 
 
 
 __all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "combine_repeats",
-           "cross_validate", "cv_coverage", "measurement_offsets", "evaluate", "fit_model", "group_folds", "plot", "read_rows", "report",
-           "resolve_row_profile", "split_folds", "widen_factors"]
+           "cross_validate", "cv_coverage", "evaluate", "fit_model", "group_folds", "measurement_offsets", "plot",
+           "read_rows", "report", "resolve_row_profile", "split_folds", "widen_factors"]
