@@ -499,7 +499,6 @@ def test_committed_cpu_dataset():
     assert len({r["config_key"] for r in got}) == len(got)
 
 
-
 def test_committed_cpu_sweeps_measure_the_same_configurations():
     """``traincost fit`` labels a configuration with the median of its sweeps: every committed CPU sweep
     measures the same configurations, all ``ok``."""

@@ -819,6 +819,23 @@ def _progress(label: str, as_json: bool) -> Any:
     return show
 
 
+_EACH_ROW = click.option(
+    "--each-row", is_flag=True,
+    help="Every measured row is its own sample. Default: a configuration measured more than once on one device "
+         "(sweeps of one plan) is one sample labelled with the median of its measurements.")
+
+
+def _measured_frame(paths: list[str], profile_paths: tuple[str, ...], processes: int, cache_path: str | None,
+                    as_json: bool, each_row: bool) -> Any:
+    """The datasets walked and priced (:func:`traincost.calibrate.fit.build_frame`), repeated measurements of
+    a configuration combined unless ``each_row``."""
+    from traincost.calibrate.fit import build_frame, combine_repeats
+
+    frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
+                        progress=_progress("walking", as_json), cache=cache_path)
+    return frame if each_row else combine_repeats(frame)
+
+
 def _ape_text(summary: dict[str, float]) -> str:
     return f"{summary['median_ape']:6.1f} % / {summary['p90_ape']:6.1f} %"
 
@@ -828,18 +845,18 @@ def _print_report(rep: dict[str, Any]) -> None:
     from rich.table import Table
 
     cov = rep.get("interval_coverage") or {}
+    single = rep.get("single_measurements") or {}
+    combined = bool(single) and single["n"] != rep["n"]
     title = (f"{rep['split']} split" + (f" ({rep['folds']} folds)" if rep.get("folds") else "")
              + f", {rep['n']} rows: median / p90 APE"
-             + (" (a row measured more than once: the median of its runs)"
-                if (rep.get("single_measurements") or {}).get("n", rep["n"]) != rep["n"] else ""))
+             + (" (a row measured more than once: the median of its runs)" if combined else ""))
     table = Table(title=title, title_justify="left")
     for col in ("family", "n", "analytic", "corrected"):
         table.add_column(col, justify="left" if col == "family" else "right")
     for fam, r in rep["per_family"].items():
         table.add_row(fam, str(r["n"]), _ape_text(r["analytic"]), _ape_text(r["corrected"]))
     table.add_row("all", str(rep["n"]), _ape_text(rep["analytic"]), _ape_text(rep["corrected"]), style="bold")
-    single = rep.get("single_measurements") or {}
-    if single and single["n"] != rep["n"]:
+    if combined:
         table.add_row("(each run)", str(single["n"]), _ape_text(single["analytic"]), _ape_text(single["corrected"]))
     Console(width=max(Console().width, 100)).print(table)
     if cov:
@@ -862,9 +879,7 @@ def _print_report(rep: dict[str, Any]) -> None:
               help="Boosting rounds (XGBoost n_estimators).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
-@click.option("--each-row", is_flag=True,
-              help="Every measured row is its own sample. Default: a configuration measured more than once on "
-                   "one device (sweeps of one plan) is one sample labelled with the median of its measurements.")
+@_EACH_ROW
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], output: str,
                 profile_paths: tuple[str, ...], processes: int, trees: int, cache_path: str | None,
@@ -874,20 +889,16 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
     Every row is walked and priced again with the current code. Cross-validates by family and by
     architecture first (the intervals come from the leave-one-family-out residuals), then fits on all rows.
     """
-    from traincost.calibrate.fit import build_frame, combine_repeats, fit_model
+    from traincost.calibrate.fit import fit_model, measurement_offsets
 
     paths = _datasets(dataset_opts, more_datasets)
     out = Path(output)
     if out.suffix != ".json":
         raise TraincostUsageError(f"-o {output}: a residual model is a .json file")
     _check_writable(out)
-    frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
-                        progress=_progress("walking", as_json), cache=cache_path)
-    if not each_row:
-        frame = combine_repeats(frame)
+    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row)
     model, reports = fit_model(frame, {"n_estimators": trees})
     model.save(out)
-    from traincost.calibrate.fit import measurement_offsets
     from traincost.correction import sidecar_path
 
     summary = {"output": str(out), "sidecar": str(sidecar_path(out)), "rows": len(frame),
@@ -925,9 +936,7 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
               help="Boosting rounds of the cross-validated models (XGBoost n_estimators).")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
-@click.option("--each-row", is_flag=True,
-              help="Every measured row is its own sample. Default: a configuration measured more than once on "
-                   "one device (sweeps of one plan) is one sample labelled with the median of its measurements.")
+@_EACH_ROW
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (a list of two with --split both).")
 def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], model_path: str | None,
@@ -938,7 +947,7 @@ def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ..
     Without --model: cross-validation that never splits one model's rows (leave one family out, or
     architectures held out in grouped folds). With --model: that model on the data as given.
     """
-    from traincost.calibrate.fit import build_frame, combine_repeats, evaluate, plot
+    from traincost.calibrate.fit import evaluate, plot
 
     paths = _datasets(dataset_opts, more_datasets)
     model = None
@@ -950,10 +959,7 @@ def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ..
         if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise TraincostUsageError(f"--plot {plot_path}: give a .png, .svg or .pdf file")
         _check_writable(Path(plot_path))
-    frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
-                        progress=_progress("walking", as_json), cache=cache_path)
-    if not each_row:
-        frame = combine_repeats(frame)
+    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row)
     splits = ["family", "architecture"] if split == "both" else [split]
     reports = []
     for i, s in enumerate(splits):

@@ -327,6 +327,13 @@ def measurement_offsets(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=int), np.asarray(offsets, dtype=float)
 
 
+def per_run_residuals(frame: Frame, log_residuals: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, log residual) of every single measurement behind ``frame``'s rows: a row's
+    ``log(label / predicted)`` plus each of its runs' offset from the label (:func:`measurement_offsets`)."""
+    rows, offsets = measurement_offsets(frame)
+    return rows, np.asarray(log_residuals, dtype=float)[rows] + offsets
+
+
 # ------------------------------------------------------------------------------------------ splits
 
 
@@ -423,8 +430,7 @@ def cv_coverage(frame: Frame, folds: list[tuple[np.ndarray, np.ndarray]], residu
     (out-of-fold ``log(measured / predicted)``) of the other folds' rows, widened for datasheet rows and
     rows outside fold k's training ranges. Returns level -> fraction of rows inside their interval; after
     :func:`combine_repeats`, of single measurements (each measurement of a combined row judged alone)."""
-    rows, offsets = measurement_offsets(frame)
-    each = residuals[rows] + offsets  # one per single measurement (a combined row has several)
+    rows, each = per_run_residuals(frame, residuals)  # a combined row has several
     out = {}
     for lv in levels:
         inside = np.zeros(len(each), dtype=bool)
@@ -506,8 +512,7 @@ def evaluate(frame: Frame, split: str = "family", *, model: ResidualModel | None
         coverage = {}
         records = frame.X.to_dict(orient="records")
         ood = np.array([bool(out_of_range(r, model.feature_ranges_)) for r in records], dtype=bool)
-        rows, offsets = measurement_offsets(frame)
-        each = resid[rows] + offsets
+        rows, each = per_run_residuals(frame, resid)
         for lv, q in sorted(model.intervals_.items()):
             lo, hi = _widen(q, widen_factors(frame.X["device_datasheet"].to_numpy() > 0, ood))
             coverage[f"{lv:g}"] = float(((each >= lo[rows]) & (each <= hi[rows])).mean())
@@ -537,8 +542,7 @@ def fit_model(frame: Frame, params: dict[str, Any] | None = None) -> tuple[Resid
             continue
         reports[split] = rep
         if split == interval_split:  # of single measurements: an interval says where one run lands
-            rows, offsets = measurement_offsets(frame)
-            residuals = np.log(frame.meta["measured_ms"].to_numpy()[rows] / corrected[rows]) + offsets
+            residuals = per_run_residuals(frame, np.log(frame.meta["measured_ms"].to_numpy() / corrected))[1]
     model = ResidualModel(**(params or {})).fit(frame.X, frame.y)
     if residuals is not None:
         model.set_intervals(residuals)
@@ -599,5 +603,5 @@ def plot(frame: Frame, corrected_ms: np.ndarray, path: str | Path, title: str = 
 
 
 __all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "combine_repeats",
-           "cross_validate", "cv_coverage", "evaluate", "fit_model", "group_folds", "measurement_offsets", "plot",
-           "read_rows", "report", "resolve_row_profile", "split_folds", "widen_factors"]
+           "cross_validate", "cv_coverage", "evaluate", "fit_model", "group_folds", "measurement_offsets",
+           "per_run_residuals", "plot", "read_rows", "report", "resolve_row_profile", "split_folds", "widen_factors"]
