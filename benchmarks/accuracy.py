@@ -10,8 +10,9 @@ the shipped learned correction, :mod:`traincost.correction`); the public table t
 1. **cpu**: real training steps on this machine's CPU (``traincost.calibrate.steps.build_on`` +
    ``measure_step``: warm-up, then the median of timed steps), small torchvision models and the four
    families at 64-128 px and batches 2-64, fp32, SGD (momentum) and AdamW, predicted with the shipped CPU
-   profile (``--device cpu``). Measurements are written to ``benchmarks/data/cpu-measured-<date>.csv`` and
-   re-used (the newest file) unless ``--remeasure``. A few minutes on 2 cores; a busy machine inflates them
+   profile calibrated on the same CPU model. Measurements are written to
+   ``benchmarks/data/cpu-measured-<date>[-<cpu>].csv``; the newest file of each CPU model is shown, and this
+   machine is measured when no file of its CPU model exists or with ``--remeasure``. A few minutes on 2 cores; a busy machine inflates them
    (the load average is recorded per row).
 2. **h200**: the 62 steps of ``benchmarks/data/h200-models-2026-11-28.csv`` (torchvision models and four
    family models measured on an NVIDIA H200) predicted with the calibrated ``h200.json`` profile.
@@ -147,9 +148,22 @@ def short_label(label: str, n: int = 44) -> str:
 # ------------------------------------------------------------------------------------------- 1. CPU
 
 
-def _newest_cpu_file() -> Path | None:
-    files = sorted(DATA.glob("cpu-measured-*.csv"))
-    return files[-1] if files else None
+def _cpu_files() -> dict[str, Path]:
+    """The newest ``cpu-measured-*.csv`` of each CPU model (the files' ``device`` column), oldest model first."""
+    newest: dict[str, Path] = {}
+    for path in sorted(DATA.glob("cpu-measured-*.csv")):
+        devices = pd.read_csv(path, usecols=["device"])["device"].dropna().unique()
+        if len(devices):
+            newest[str(devices[0])] = path
+    return newest
+
+
+def _cpu_profile(model_name: str):
+    """The shipped CPU profile calibrated on CPU model ``model_name``, else ``None``."""
+    from traincost.devices import load_shipped_profiles
+
+    return next((p for p in load_shipped_profiles()
+                 if p.kind == "cpu" and p.properties.get("cpu_model") == model_name), None)
 
 
 def _busy_s() -> float:
@@ -221,27 +235,44 @@ def measure_cpu(path: Path) -> pd.DataFrame:
 
 
 def section_cpu(remeasure: bool) -> pd.DataFrame:
+    from traincost.devices import cpu_model
+
+    files = _cpu_files()
+    here = cpu_model()
+    if remeasure or here not in files:
+        slug = re.sub(r"[^a-z0-9]+", "-", here.lower()).strip("-")
+        path = DATA / f"cpu-measured-{_dt.date.today().isoformat()}-{slug}.csv"
+        print(f"measuring {len(CPU_CASES)} training steps on this CPU -> {path}", file=sys.stderr)
+        measure_cpu(path)
+        files[here] = path
+    results = []
+    for device, path in files.items():
+        results.append(_cpu_table(device, path))
+    return pd.concat(results, ignore_index=True)
+
+
+def _cpu_table(device: str, path: Path) -> pd.DataFrame:
     from traincost import predict
     from traincost.flopmodel.arch import ArchSpec
 
-    path = _newest_cpu_file()
-    if remeasure or path is None:
-        path = DATA / f"cpu-measured-{_dt.date.today().isoformat()}.csv"
-        print(f"measuring {len(CPU_CASES)} training steps on this CPU -> {path}", file=sys.stderr)
-        frame = measure_cpu(path)
-    else:
-        frame = pd.read_csv(path)
+    frame = pd.read_csv(path)
+    profile = _cpu_profile(device)
+    if profile is None:
+        print(f"\n== 1. CPU {device} ({path.name}): no shipped profile calibrated on this CPU, skipped ==")
+        return pd.DataFrame()
     out = []
     for _, r in frame.iterrows():
         spec = ArchSpec.from_dict(json.loads(r["spec"]))
-        e = predict(spec, device="cpu", batch_size=int(r["batch_size"]), precision=r["precision"],
+        e = predict(spec, device=profile, batch_size=int(r["batch_size"]), precision=r["precision"],
                     channels_last=bool(r["channels_last"]), optimizer=r["optimizer"])
         out.append({"model": short_label(spec.label), "batch": int(r["batch_size"]), "opt": r["optimizer"],
                     "measured_ms": float(r["median_ms"]), "predicted_ms": e.iteration_ms,
                     "analytic_ms": e.analytic_ms, "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
-                    "others": r.get("other_cpu_s_per_s", math.nan)})
+                    "others": r.get("other_cpu_s_per_s", math.nan), "device": device,
+                    "correction": e.correction.get("model") or "none"})
     res = _errors(pd.DataFrame(out))
-    print(f"\n== 1. CPU: measured on this machine ({path.name}), predicted with the shipped CPU profile ==")
+    print(f"\n== 1. CPU {device}: measured ({path.name}), predicted with its shipped profile {profile.name!r} "
+          f"(correction: {res['correction'].iloc[0]}) ==")
     print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("opt", "opt", ""),
                        ("measured_ms", "measured ms", ".2f"), ("analytic_ms", "analytic ms", ".2f"),
                        ("analytic_err_pct", "error %", "+.1f"), ("predicted_ms", "corrected ms", ".2f"),

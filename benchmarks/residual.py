@@ -34,9 +34,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "traincost" / "data" / "datasets"
 BENCH = ROOT / "benchmarks" / "data"
-#: Three sweeps of the same 861 configurations on this CPU, hours apart (2026-11-28 21:25, 2026-11-29 01:13,
-#: 2026-11-29 02:57 with --min-time 0.5).
+#: Three sweeps of the same 861 configurations on the AMD EPYC build machine, hours apart (2026-11-28 21:25,
+#: 2026-11-29 01:13, 2026-11-29 02:57 with --min-time 0.5).
 CPU = tuple(sorted(DATASETS.glob("cpu-2core-x86_64*.csv")))
+#: The same 861 configurations three times on a second CPU, an Intel Xeon (AMX) build machine, 2026-12-04.
+INTEL = tuple(sorted(DATASETS.glob("cpu-intel-xeon-2core*.csv")))
 H200 = DATASETS / "h200-families-2026-11-28.csv"
 
 
@@ -62,17 +64,31 @@ def _line(name: str, rep: dict) -> None:
           f"{_cov(rep['interval_coverage']):>14}  {runs}")
 
 
+def _concat(a, b):
+    """Two frames as one (rows of both, their datasets and devices)."""
+    import pandas as pd
+
+    from traincost.calibrate.fit import Frame
+
+    return Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
+                 pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets, a.devices + b.devices)
+
+
 def _cpu_measured_as_dataset(path: Path, out: Path) -> Path:
     """``benchmarks/data/cpu-measured-*.csv`` (accuracy.py's own columns) as a bench-schema dataset."""
     import csv
 
     from traincost.calibrate.bench import FIELDS, write_dataset
-    from traincost.devices import profile_for
+    from traincost.devices import load_shipped_profiles
 
-    name = profile_for("cpu").name
     rows = []
     with path.open(newline="") as fh:
         for i, r in enumerate(csv.DictReader(fh)):
+            # the shipped profile calibrated on the CPU model that measured the row
+            name = next((p.name for p in load_shipped_profiles()
+                         if p.kind == "cpu" and p.properties.get("cpu_model") == r["device"]), None)
+            if name is None:
+                continue
             spec = json.loads(r["spec"])
             rows.append({**{f: "" for f in FIELDS}, "schema_version": "1", "config_key": f"cpu-measured-{i}",
                          "family": spec.get("model", ""), "model": r["model"], "spec": r["spec"],
@@ -93,17 +109,19 @@ def main() -> None:
 
     import pandas as pd
 
-    from traincost.calibrate.fit import Frame, build_frame, combine_repeats, evaluate
-    from traincost.correction import load, shipped_dir
+    from traincost.calibrate.fit import build_frame, combine_repeats, evaluate
+    from traincost.correction import ResidualModel, load, shipped_dir
 
     params = {"n_estimators": args.trees}
     cpu_rows = build_frame(list(CPU), processes=args.processes, cache=args.cache)
-    frames = {"cpu-2core-x86_64": combine_repeats(cpu_rows), "cpu (each row)": cpu_rows,
-              "h200-families": combine_repeats(build_frame([H200], processes=args.processes, cache=args.cache))}
-    a, b = frames["cpu-2core-x86_64"], frames["h200-families"]
-    frames["both (cross-device)"] = Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
-                                          pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets,
-                                          a.devices + b.devices)
+    frames = {"cpu-2core-x86_64": combine_repeats(cpu_rows), "cpu (each row)": cpu_rows}
+    if INTEL:
+        frames["cpu-intel-xeon-2core"] = combine_repeats(build_frame(list(INTEL), processes=args.processes,
+                                                                     cache=args.cache))
+        frames["both cpus"] = _concat(frames["cpu-2core-x86_64"], frames["cpu-intel-xeon-2core"])
+    frames["h200-families"] = combine_repeats(build_frame([H200], processes=args.processes, cache=args.cache))
+    cpus = frames.get("both cpus", frames["cpu-2core-x86_64"])
+    frames["all (cross-device)"] = _concat(cpus, frames["h200-families"])
 
     print("== 1. Cross-validation on the training datasets (median / p90 absolute % error) ==")
     _header()
@@ -119,6 +137,17 @@ def main() -> None:
                 print(f"{'  ' + dev[:20]:<22} {'  per device':<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
                       f"{_pct(r['corrected']):>17}")
 
+    if INTEL:
+        print("\n== 1b. Leave one CPU out: a residual trained on one CPU's sweeps, applied to the other CPU ==")
+        print("(the other CPU as an unseen device: its own calibrated profile, the trained CPU's device features)")
+        _header()
+        pairs = (("cpu-2core-x86_64", "cpu-intel-xeon-2core"), ("cpu-intel-xeon-2core", "cpu-2core-x86_64"))
+        for train, test in pairs:
+            model = ResidualModel(**params).fit(frames[train].X, frames[train].y)
+            model.metadata_ = {"devices": frames[train].devices}
+            rep, _ = evaluate(frames[test], model=model)
+            _line(f"{test[:12]} <- {train[:7]}", {**rep, "split": "other cpu"})
+
     print("\n== 2. Leave-one-family-out, per family ==")
     print(f"{'data':<22} {'family':<13} {'n':>5}  {'analytic med p90':>16}  {'corrected med p90':>17}")
     for name, rep in family_reports.items():
@@ -130,10 +159,14 @@ def main() -> None:
     held = []
     for path in sorted(BENCH.glob("h200-models-*.csv"))[-1:]:
         held.append((path.name, path, ("h200.json", "all.json")))
-    cpu_measured = sorted(BENCH.glob("cpu-measured-*.csv"))[-1:]
+    newest: dict[str, Path] = {}                    # the newest measurement file of each CPU model
+    for path in sorted(BENCH.glob("cpu-measured-*.csv")):
+        newest[pd.read_csv(path, usecols=["device"])["device"].iloc[0]] = path
     tmp = Path(tempfile.mkdtemp(prefix="traincost-residual-"))
-    for path in cpu_measured:
-        held.append((path.name, _cpu_measured_as_dataset(path, tmp / path.name), ("cpu-2core-x86_64.json", "all.json")))
+    own = {"AMD EPYC": "cpu-2core-x86_64.json", "Intel(R) Xeon(R) Processor": "cpu-intel-xeon-2core.json"}
+    for device, path in newest.items():
+        held.append((path.name, _cpu_measured_as_dataset(path, tmp / path.name),
+                     tuple(m for m in (own.get(device), "all.json") if m)))
     for name, path, models in held:
         fr = build_frame([path], processes=args.processes, cache=args.cache)
         for model_name in models:

@@ -275,10 +275,16 @@ def test_select_residual_device_first_then_cross_device_then_none(tmp_path):
     assert C.select_residual(here, tmp_path)[1].startswith("trained on this device")
     model, why = C.select_residual(gpu, tmp_path)                  # no device model: the cross-device one
     assert Path(model.metadata_["path"]).name == "z-all.json" and why.startswith("cross-device model")
-    model, why = C.select_residual(other, tmp_path)                # in no training data: no correction ...
+    other_gpu = _mock_profile("Mock GPU 2", kind="cuda")
+    model, why = C.select_residual(other_gpu, tmp_path)            # a GPU in no training data: none ...
     assert model is None and "not applied to devices outside its training data" in why
-    model, why = C.select_residual(other, tmp_path, unseen=True)   # ... unless asked for
+    model, why = C.select_residual(other_gpu, tmp_path, unseen=True)   # ... unless asked for
     assert Path(model.metadata_["path"]).name == "z-all.json" and "not in its training data" in why
+    model, why = C.select_residual(other, tmp_path)                # a calibrated CPU in none: the cross-device one
+    assert Path(model.metadata_["path"]).name == "z-all.json" and "not in its training data" in why
+    import dataclasses
+
+    assert C.select_residual(dataclasses.replace(other, source="datasheet"), tmp_path)[0] is None
     # an unseen device borrows the device features of the nearest trained device of its kind, none of another
     proxy, why = C.proxy_features(model, other, "fp32")
     assert proxy == C.device_features(here, "fp32") and "Mock CPU A" in why
@@ -318,7 +324,7 @@ def test_predict_applies_a_given_model_and_can_be_switched_off(tmp_path):
     assert "stale" not in traincost.predict("fc", device=profile, batch_size=4, correction=model).correction
     model.metadata_["devices"] = [{**C.device_key(profile), "profile_sha256": "another"}]  # recalibrated since
     stale = traincost.predict("fc", device=profile, batch_size=4, correction=model)
-    assert stale.correction["stale"] and "another version of the AMD EPYC" in stale.correction["reason"]
+    assert stale.correction["stale"] and f"another version of the {profile.name}" in stale.correction["reason"]
     off = traincost.predict("fc", device=profile, batch_size=4, correction=False)
     assert off.iteration_ms == off.analytic_ms == pytest.approx(e.analytic_ms) and off.correction["model"] is None
     with pytest.raises(TraincostUsageError, match="residual model not found"):
@@ -332,7 +338,7 @@ def test_shipped_models_load_and_ship_as_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["traincost"]
     assert "data/residual/*.json" in patterns
     folder = C.shipped_dir()
-    for name in ("cpu-2core-x86_64", "h200", "all"):
+    for name in ("cpu-2core-x86_64", "cpu-intel-xeon-2core", "h200", "all"):
         path = folder / f"{name}.json"
         assert path.is_file() and C.sidecar_path(path).is_file()
         assert any(path.relative_to(folder.parent.parent).match(p) for p in patterns)

@@ -55,6 +55,7 @@ def frame(tmp_path_factory) -> F.Frame:
 
 
 def test_build_frame_walks_every_row_with_the_current_code(frame, tmp_path):
+    from traincost.devices import load_shipped_profiles
     from traincost.predict import predict
 
     assert len(frame) == 12 and list(frame.X.columns) == list(F.FEATURES)
@@ -62,7 +63,8 @@ def test_build_frame_walks_every_row_with_the_current_code(frame, tmp_path):
     assert row["family"] == "fc" and row["device"] == CPU and row["kind"] == "cpu"
     # the analytic time is today's prediction, not the CSV's stale 999
     spec = resolve("fc", params={"input_features": 16, "hidden_layers": 1, "hidden_width": 16, "classes": 10})
-    now = predict(spec, device="cpu", batch_size=2, optimizer="adamw", correction=False).iteration_ms
+    amd = next(p for p in load_shipped_profiles() if p.name == CPU)   # not profile_for("cpu"): any machine
+    now = predict(spec, device=amd, batch_size=2, optimizer="adamw", correction=False).iteration_ms
     assert row["analytic_ms"] == pytest.approx(now)
     assert frame.y[0] == pytest.approx(math.log(1.0 / now))
     assert frame.datasets[0]["rows"] == 12 and len(frame.datasets[0]["sha256"]) == 64

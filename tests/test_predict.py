@@ -557,3 +557,20 @@ def test_conv_time_is_scaled_by_the_shape_factor():
     _, compute, _ = P.OpTable.from_records(records).device_times(profile)
     from traincost.devices import SHAPE_FACTOR_PRIOR
     assert compute[0] == pytest.approx((2e-5 + flops / 2e12) * 5.0 ** (1 / (1 + SHAPE_FACTOR_PRIOR)), rel=1e-9)
+
+
+def test_a_cpu_profile_of_another_cpu_model_is_named_in_the_notes(monkeypatch):
+    from traincost.devices import load_shipped_profiles
+
+    P = sys.modules["traincost.predict"]      # the module (``traincost.predict`` is also the function)
+
+    cpu = next(p for p in load_shipped_profiles() if p.kind == "cpu")
+    measured_on = cpu.properties["cpu_model"]
+    monkeypatch.setattr(P, "cpu_model", lambda: measured_on)
+    assert P.foreign_cpu(cpu) is None
+    assert not any("calibrated on" in n for n in traincost.predict("fc", device=cpu, batch_size=2).notes)
+    monkeypatch.setattr(P, "cpu_model", lambda: "Some Other CPU 9000")
+    note = P.foreign_cpu(cpu)
+    assert measured_on in note and "Some Other CPU 9000" in note and "traincost calibrate --device cpu" in note
+    assert note in traincost.predict("fc", device=cpu, batch_size=2, correction=False).notes
+    assert P.foreign_cpu(dataclasses.replace(cpu, kind="cuda")) is None     # only CPUs: a GPU is named by its profile

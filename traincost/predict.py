@@ -103,6 +103,7 @@ from traincost.devices import (
     FIRST_TOUCH_MIN_BYTES,
     Curve,
     DeviceProfile,
+    cpu_model,
     profile_for,
     shape_factor,
 )
@@ -695,6 +696,19 @@ def resolve_device(device: str | DeviceProfile) -> DeviceProfile:
     return profile_for(device)
 
 
+def foreign_cpu(profile: DeviceProfile) -> str | None:
+    """A note when a calibrated CPU profile was measured on another CPU model than this machine's (the
+    shipped profile closest to this machine is used, but another CPU's rates can be 2x off), else None."""
+    if profile.kind != "cpu" or profile.source != "calibrated":
+        return None
+    measured_on = profile.properties.get("cpu_model")
+    here = cpu_model()
+    if not measured_on or measured_on == here:
+        return None
+    return (f"profile {profile.name!r} was calibrated on a {measured_on}, this machine is a {here}: to predict "
+            f"this CPU, run 'traincost calibrate --device cpu -o cpu.json' and pass --device cpu.json")
+
+
 def check_precision(profile: DeviceProfile, precision: str) -> None:
     """A usage error when ``profile`` cannot run ``precision`` (no matmul curve in that math mode)."""
     mode = {"fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}.get(precision)
@@ -884,6 +898,9 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
                      "less certain than a calibrated profile")
     if dataset_size is None:
         notes.append("no dataset size: epoch, total time and run cost need --dataset-size")
+    other_cpu = foreign_cpu(profile)
+    if other_cpu:
+        notes.append(other_cpu)
     exposed = float(tl.exposed_host_s.sum())
     comp = float(pricing.compute_s.sum())
     mem = float(pricing.memory_s.sum())
