@@ -331,6 +331,23 @@ def test_predict_applies_a_given_model_and_can_be_switched_off(tmp_path):
         traincost.predict("fc", device=profile, batch_size=4, correction=str(tmp_path / "missing.json"))
 
 
+def test_a_device_outside_the_training_data_widens_the_interval_except_a_calibrated_cpu():
+    X, y = synthetic(80)
+    model = C.ResidualModel(**FAST).fit(X, y).set_intervals(np.linspace(-0.3, 0.3, 50))
+    model.feature_ranges_ = {}                 # no feature out of range: only the device can widen it
+    here, gpu = _mock_profile("Mock CPU A"), _mock_profile("Mock GPU", kind="cuda")
+    model.metadata_ = {"scope": "cross-device", "devices": [C.device_key(here), C.device_key(gpu)]}
+
+    def widening(profile):
+        e = traincost.predict("fc", device=profile, batch_size=4, correction=model)
+        return e.correction["interval_widened_by"], " ".join(e.correction["interval_reasons"])
+
+    assert widening(here) == (1.0, "")                                     # trained on it
+    assert widening(_mock_profile("Mock CPU B")) == (1.0, "")              # unseen calibrated CPU: as trained
+    factor, why = widening(_mock_profile("Mock GPU B", kind="cuda"))       # unseen GPU: wider
+    assert factor == pytest.approx(C.OUT_OF_RANGE_WIDEN) and "the device" in why
+
+
 # ------------------------------------------------------------------------------------------ shipped models
 
 
