@@ -74,27 +74,22 @@ def _concat(a, b):
                  pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets, a.devices + b.devices)
 
 
-def _cpu_measured_as_dataset(path: Path, out: Path) -> Path:
-    """``benchmarks/data/cpu-measured-*.csv`` (accuracy.py's own columns) as a bench-schema dataset."""
+def _cpu_measured_as_dataset(path: Path, out: Path, profile_name: str) -> Path:
+    """``benchmarks/data/cpu-measured-*.csv`` (accuracy.py's own columns) as a bench-schema dataset of the
+    shipped profile ``profile_name`` (the one calibrated on the CPU model that measured it)."""
     import csv
 
     from traincost.calibrate.bench import FIELDS, write_dataset
-    from traincost.devices import load_shipped_profiles
 
     rows = []
     with path.open(newline="") as fh:
         for i, r in enumerate(csv.DictReader(fh)):
-            # the shipped profile calibrated on the CPU model that measured the row
-            name = next((p.name for p in load_shipped_profiles()
-                         if p.kind == "cpu" and p.properties.get("cpu_model") == r["device"]), None)
-            if name is None:
-                continue
             spec = json.loads(r["spec"])
             rows.append({**{f: "" for f in FIELDS}, "schema_version": "1", "config_key": f"cpu-measured-{i}",
                          "family": spec.get("model", ""), "model": r["model"], "spec": r["spec"],
                          "batch_size": r["batch_size"], "precision": r["precision"],
                          "channels_last": r["channels_last"], "optimizer": r["optimizer"], "status": r["status"],
-                         "median_ms": r["median_ms"], "device": name, "profile_name": name})
+                         "median_ms": r["median_ms"], "device": profile_name, "profile_name": profile_name})
     write_dataset(rows, out)
     return out
 
@@ -107,10 +102,18 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
 
-    import pandas as pd
+    from accuracy import (  # this folder: the CPU measurement files and their profiles
+        _cpu_files,
+        _cpu_profile,
+    )
 
-    from traincost.calibrate.fit import build_frame, combine_repeats, evaluate, fit_model
-    from traincost.correction import load, shipped_dir
+    from traincost.calibrate.fit import (
+        build_frame,
+        combine_repeats,
+        evaluate,
+        fit_model,
+    )
+    from traincost.correction import load, select_residual, shipped_dir
 
     params = {"n_estimators": args.trees}
     cpu_rows = build_frame(list(CPU), processes=args.processes, cache=args.cache)
@@ -159,14 +162,14 @@ def main() -> None:
     held = []
     for path in sorted(BENCH.glob("h200-models-*.csv"))[-1:]:
         held.append((path.name, path, ("h200.json", "all.json")))
-    newest: dict[str, Path] = {}                    # the newest measurement file of each CPU model
-    for path in sorted(BENCH.glob("cpu-measured-*.csv")):
-        newest[pd.read_csv(path, usecols=["device"])["device"].iloc[0]] = path
     tmp = Path(tempfile.mkdtemp(prefix="traincost-residual-"))
-    own = {"AMD EPYC": "cpu-2core-x86_64.json", "Intel(R) Xeon(R) Processor": "cpu-intel-xeon-2core.json"}
-    for device, path in newest.items():
-        held.append((path.name, _cpu_measured_as_dataset(path, tmp / path.name),
-                     tuple(m for m in (own.get(device), "all.json") if m)))
+    for device, path in _cpu_files().items():       # the newest measurement file of each CPU model
+        profile = _cpu_profile(device)
+        if profile is None:
+            continue
+        own, _why = select_residual(profile)
+        models = tuple(dict.fromkeys([Path(own.metadata_["path"]).name, "all.json"] if own else ["all.json"]))
+        held.append((path.name, _cpu_measured_as_dataset(path, tmp / path.name, profile.name), models))
     for name, path, models in held:
         fr = build_frame([path], processes=args.processes, cache=args.cache)
         for model_name in models:
