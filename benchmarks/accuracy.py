@@ -286,12 +286,10 @@ def _cpu_table(device: str, path: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- 2. H200
 
 
-def section_h200() -> pd.DataFrame:
+def _h200_rows(profile) -> pd.DataFrame:
     from traincost import predict
-    from traincost.devices import load_profile, shipped_profiles_dir
     from traincost.flopmodel.arch import ArchSpec
 
-    profile = load_profile(shipped_profiles_dir() / "h200.json")
     frame = pd.read_csv(H200_MODELS)
     out = []
     for _, r in frame.iterrows():
@@ -305,8 +303,14 @@ def section_h200() -> pd.DataFrame:
                     "measured_ms": float(r["median_ms"]), "predicted_ms": e.iteration_ms,
                     "analytic_ms": e.analytic_ms, "host_ms": e.host_ms, "device_ms": e.device_ms, "bound": e.bound,
                     "mem_err_pct": (e.peak_memory_bytes / float(r["measured_peak_bytes"]) - 1) * 100})
-    res = _errors(pd.DataFrame(out))
-    print(f"\n== 2. H200: {H200_MODELS.name}, predicted with the calibrated h200.json profile ==")
+    return _errors(pd.DataFrame(out))
+
+
+def section_h200() -> pd.DataFrame:
+    from traincost.devices import load_profile, shipped_profiles_dir
+
+    res = _h200_rows(load_profile(shipped_profiles_dir() / "h200.json"))
+    print(f"\n== 2. H200: {H200_MODELS.name}, predicted with the calibrated h200.json profile (the same host) ==")
     print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("precision", "prec", ""),
                        ("cl", "cl", ""), ("opt", "opt", ""), ("measured_ms", "measured ms", ".2f"),
                        ("analytic_ms", "analytic ms", ".2f"), ("analytic_err_pct", "error %", "+.1f"),
@@ -316,6 +320,17 @@ def section_h200() -> pd.DataFrame:
     _summary_lines(res, "precision")
     m, p = ape_summary(res["mem_err_pct"])
     print(f"peak memory: median APE {m:.1f} %, p90 APE {p:.1f} %")
+    # The same steps priced with the other H200 host's calibration (h200-2026-12-04.json, the default of
+    # `--device h200`): what a user whose host was not calibrated gets (its eager dispatch is 1.5x slower).
+    other = shipped_profiles_dir() / "h200-2026-12-04.json"
+    if other.is_file():
+        cross = _h200_rows(load_profile(other))
+        am, ap = ape_summary(cross["analytic_err_pct"])
+        cm, cp = ape_summary(cross["err_pct"])
+        bias = float(np.median(cross["predicted_ms"] / cross["measured_ms"] - 1) * 100)
+        print(f"the same {len(cross)} steps with the other host's profile ({other.name}): analytic median APE "
+              f"{am:.1f} % (p90 {ap:.1f}), corrected {cm:.1f} % (p90 {cp:.1f}), median signed error "
+              f"{bias:+.1f} %")
     return res
 
 

@@ -8,10 +8,11 @@ Tables (the numbers of ``traincost evaluate``):
    (three sweeps of the same configurations, combined as ``traincost fit`` combines them: one sample per
    configuration, labelled with the median of its three measurements; the last columns judge the same
    out-of-fold predictions against every single run; ``cpu (each row)`` fits each run as its own row), the H200
-   families dataset and all together, each with leave-one-family-out (``family``) and
+   families datasets of two hosts and all together, each with leave-one-family-out (``family``) and
    leave-architectures-out in 5 grouped folds (``architecture``): median / p90 absolute percentage error
    of the analytic model and of the corrected one, and the coverage of the 80 % / 90 % intervals (each
    held-out fold's interval from the other folds' residuals, widened as ``predict`` widens it).
+1b. **Leave one CPU out**; 1c. **leave one H200 host out** (the residual of one host on the other's rows).
 2. **Per family**, leave-one-family-out.
 3. **Held-out validation** (never trained on): ``benchmarks/data/h200-models-*.csv`` (torchvision models on
    the H200) scored with the shipped ``h200.json`` and ``all.json``; ``benchmarks/data/cpu-measured-*.csv``
@@ -39,7 +40,9 @@ BENCH = ROOT / "benchmarks" / "data"
 CPU = tuple(sorted(DATASETS.glob("cpu-2core-x86_64*.csv")))
 #: The same 861 configurations three times on a second CPU, an Intel Xeon (AMX) build machine, 2026-12-04.
 INTEL = tuple(sorted(DATASETS.glob("cpu-intel-xeon-2core*.csv")))
-H200 = DATASETS / "h200-families-2026-11-28.csv"
+#: The H200 families on two lent H200 machines: 1616 configurations on 2026-11-28 (profile h200.json), 114 seed
+#: and 371 random ones on 2026-12-04 (profile h200-2026-12-04.json: the same GPU, a 1.5x slower host dispatch).
+H200 = tuple(sorted(DATASETS.glob("h200-families-*.csv")))
 
 
 def _pct(s: dict[str, float]) -> str:
@@ -122,7 +125,7 @@ def main() -> None:
         frames["cpu-intel-xeon-2core"] = combine_repeats(build_frame(list(INTEL), processes=args.processes,
                                                                      cache=args.cache))
         frames["both cpus"] = _concat(frames["cpu-2core-x86_64"], frames["cpu-intel-xeon-2core"])
-    frames["h200-families"] = combine_repeats(build_frame([H200], processes=args.processes, cache=args.cache))
+    frames["h200-families"] = combine_repeats(build_frame(list(H200), processes=args.processes, cache=args.cache))
     cpus = frames.get("both cpus", frames["cpu-2core-x86_64"])
     frames["all (cross-device)"] = _concat(cpus, frames["h200-families"])
 
@@ -150,6 +153,18 @@ def main() -> None:
             model, _ = fit_model(_concat(frames[train], frames["h200-families"]), params)
             rep, _ = evaluate(frames[test], model=model)
             _line(f"{test[:12]} <- {train[:7]}", {**rep, "split": "other cpu"})
+
+    h200 = frames["h200-families"]
+    hosts = sorted(set(h200.meta["device"]))
+    if len(hosts) > 1:
+        print("\n== 1c. Leave one H200 host out: the H200 residual of one host's rows, on the other host's rows ==")
+        print("(each host's rows priced with its own calibrated profile; as predict corrects a newly calibrated host)")
+        _header()
+        for test in hosts:
+            held = (h200.meta["device"] == test).to_numpy()
+            model, _ = fit_model(h200.subset(np.flatnonzero(~held)), params)
+            rep, _ = evaluate(h200.subset(np.flatnonzero(held)), model=model)
+            _line(f"{test[-22:]}", {**rep, "split": "other host"})
 
     print("\n== 2. Leave-one-family-out, per family ==")
     print(f"{'data':<22} {'family':<13} {'n':>5}  {'analytic med p90':>16}  {'corrected med p90':>17}")

@@ -7,10 +7,13 @@
 #
 #   OUT=/tmp/out bash scripts/gpu_collect.sh [calibrate_s] [seed_min] [random_min] [random_count] [models_min]
 #
-# Defaults fit 9 minutes: calibrate <= 150 s, seed <= 2.5 min, random <= 3.5 min (>= 300 configurations
-# on an H200), models 0 (off). Each part has its own time guard (`--budget-minutes` stops a sweep between
-# configurations, `timeout` backs it up) and writes row by row (fsynced), so a part that fails or runs out
-# of time loses nothing already measured; a second run with the same OUT resumes (`--resume`).
+# Defaults fit 9 minutes: calibrate <= 150 s (40 s on the H200, 2026-12-04), seed <= 2.5 min, random <= 3.5
+# min (2026-12-04: 114 seed configurations in 1 min; the random plan of 600 spent 2 min drawing and walking
+# its plan, then measured 114 in 1.8 min), models 0 (off). A smoke test of two configurations runs first
+# and stops the script in seconds when the device's torch cannot walk or step. Each part has its own time
+# guard (`--budget-minutes` stops a sweep between configurations, `timeout` backs it up) and writes row by
+# row (fsynced), so a part that fails or runs out of time loses nothing already measured; a second run with
+# the same OUT resumes (`--resume`). Everything is logged to $OUT/run.log (the device tool returns 8 files).
 # Only torch, numpy, pandas, click and traincost are needed here (xgboost is imported by `fit` only).
 # Tested on CPU first: TRAINCOST_DEVICE=cpu OUT=/tmp/gout bash scripts/gpu_collect.sh 60 0.3 0.3 8
 set -u
@@ -20,38 +23,46 @@ DEVICE=${TRAINCOST_DEVICE:-cuda}
 CAL_S=${1:-150}
 SEED_MIN=${2:-2.5}
 RANDOM_MIN=${3:-3.5}
-RANDOM_N=${4:-600}
+RANDOM_N=${4:-300}  # the plan walks every configuration it draws (~0.2 s each on the H200 host) inside the budget
 MODELS_MIN=${5:-0}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TC="python3 -m traincost.cli"
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 guard() { python3 -c "print(int(60 * $1 + 45))"; }
-{ nvidia-smi || true; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"; } > "$OUT/env.txt" 2>&1
+LOG="$OUT/run.log"  # one log for every part: the device tool returns at most 8 files
+{ nvidia-smi || true; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"; } > "$LOG" 2>&1
+# Smoke test first (two seed configurations, ~20 s): the device's torch may differ from the one the code
+# was tested with, and a walk or step that fails there should cost seconds, not the whole lease.
+timeout 120 $TC bench --device "$DEVICE" --plan seed --limit 2 --quiet-wait 0 --out "$OUT/smoke.csv" >> "$LOG" 2>&1
+if ! python3 -c "import csv, sys; rows = list(csv.DictReader(open('$OUT/smoke.csv'))); sys.exit(0 if rows and all(r['status'] == 'ok' for r in rows) else 1)" >> "$LOG" 2>&1; then
+  echo "smoke test failed after $(elapsed) s: stopping" | tee -a "$LOG"; cat "$OUT/smoke.csv" 2>/dev/null | cut -c1-600; tail -n 40 "$LOG"; exit 3
+fi
+rm -f "$OUT/smoke.csv"
+echo "smoke test ok after $(elapsed) s" | tee -a "$LOG"
 QUICK=""
 [ "$DEVICE" = cpu ] && QUICK="--quick"
-timeout "$CAL_S" $TC calibrate --device "$DEVICE" $QUICK -o "$OUT/profile.json" > "$OUT/calibrate.log" 2>&1
-echo "calibrate exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+timeout "$CAL_S" $TC calibrate --device "$DEVICE" $QUICK -o "$OUT/profile.json" >> "$LOG" 2>&1
+echo "calibrate exit $? after $(elapsed) s" | tee -a "$LOG"
 PROFILE=()
 [ -s "$OUT/profile.json" ] && PROFILE=(--profile "$OUT/profile.json")  # analytic_ms from the fresh profile
 LIMIT=()
 [ "$DEVICE" = cpu ] && LIMIT=(--limit 6 --quiet-wait 5)  # the CPU dry run: a few seed configurations
 timeout "$(guard "$SEED_MIN")" $TC bench --device "$DEVICE" --plan seed "${LIMIT[@]}" "${PROFILE[@]}" \
-  --budget-minutes "$SEED_MIN" --resume --out "$OUT/bench-seed.csv" > "$OUT/bench-seed.log" 2>&1
-echo "bench seed exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+  --budget-minutes "$SEED_MIN" --resume --out "$OUT/bench-seed.csv" >> "$LOG" 2>&1
+echo "bench seed exit $? after $(elapsed) s" | tee -a "$LOG"
 QW=()
 [ "$DEVICE" = cpu ] && QW=(--quiet-wait 5)
 timeout "$(guard "$RANDOM_MIN")" $TC bench --device "$DEVICE" --plan random --limit "$RANDOM_N" --seed 2026 \
-  "${QW[@]}" "${PROFILE[@]}" --budget-minutes "$RANDOM_MIN" --resume --out "$OUT/bench-random.csv" > "$OUT/bench-random.log" 2>&1
-echo "bench random exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+  "${QW[@]}" "${PROFILE[@]}" --budget-minutes "$RANDOM_MIN" --resume --out "$OUT/bench-random.csv" >> "$LOG" 2>&1
+echo "bench random exit $? after $(elapsed) s" | tee -a "$LOG"
 if python3 -c "import sys; sys.exit(0 if float('$MODELS_MIN') > 0 else 1)"; then
   TINY=()
   [ "$DEVICE" = cpu ] && TINY=(--tiny)
   timeout "$(guard "$MODELS_MIN")" python3 scripts/measure_steps.py --device "$DEVICE" --out "$OUT/steps-models.csv" \
-    --plan models "${TINY[@]}" --budget-minutes "$MODELS_MIN" > "$OUT/steps-models.log" 2>&1
-  echo "models exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
+    --plan models "${TINY[@]}" --budget-minutes "$MODELS_MIN" >> "$LOG" 2>&1
+  echo "models exit $? after $(elapsed) s" | tee -a "$LOG"
 fi
-$TC merge "$OUT"/bench-seed.csv "$OUT"/bench-random.csv -o "$OUT/bench-all.csv" >> "$OUT/summary.txt" 2>&1
-echo "merged exit $? after $(elapsed) s" | tee -a "$OUT/summary.txt"
-tail -n 3 "$OUT"/*.log >> "$OUT/summary.txt" 2>/dev/null
+$TC merge "$OUT"/bench-seed.csv "$OUT"/bench-random.csv -o "$OUT/bench-all.csv" >> "$LOG" 2>&1
+echo "merged exit $? after $(elapsed) s" | tee -a "$LOG"
 exit 0

@@ -492,6 +492,24 @@ def test_the_precursor_h200_dataset_stays_readable_and_mergeable(tmp_path):
         assert next(csv.reader(fh)) == bench.FIELDS
 
 
+def test_committed_h200_hosts_resolve_to_their_own_profiles():
+    """Each H200 dataset is priced with the profile calibrated on the host that measured it: the 2026-12-04
+    rows name theirs (``profile_name``), the precursor rows (no such column) get the one named as their device."""
+    from traincost.calibrate.fit import resolve_row_profile
+
+    folder = REPO / "traincost" / "data" / "datasets"
+    profiles = REPO / "traincost" / "data" / "profiles"
+    new_name = json.loads((profiles / "h200-2026-12-04.json").read_text())["name"]
+    old_name = json.loads((profiles / "h200.json").read_text())["name"]
+    assert new_name != old_name
+    rows = [r for p in sorted(folder.glob("h200-families-2026-12-04-*.csv")) for r in bench.read_dataset(p)]
+    assert len(rows) >= 400 and {r["status"] for r in rows} == {"ok"}
+    assert {r["profile_name"] for r in rows} == {new_name} and {r["device"] for r in rows} == {"NVIDIA H200"}
+    assert {r["precision"] for r in rows} == {"fp32", "tf32", "bf16", "fp16"}
+    assert resolve_row_profile(rows[0]).name == new_name
+    assert resolve_row_profile(bench.read_dataset(H200)[0]).name == old_name
+
+
 def test_committed_cpu_dataset():
     path = REPO / "traincost" / "data" / "datasets" / "cpu-2core-x86_64.csv"
     if not path.exists():

@@ -15,6 +15,7 @@ pytest.importorskip("xgboost")
 
 import traincost
 from traincost import correction as C
+from traincost.devices import load_shipped_profiles
 from traincost.errors import TraincostError, TraincostUsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -363,3 +364,7 @@ def test_shipped_models_load_and_ship_as_package_data():
         meta = C.read_sidecar(path)                         # current features, schema, intact model file
         assert meta["intervals"]["0.8"] and meta["training_rows"] > 500
     assert C.read_sidecar(folder / "all.json")["scope"] == "cross-device"
+    h200 = C.read_sidecar(folder / "h200.json")     # both H200 hosts, each with its own profile: a device model
+    assert h200["scope"] == "device" and {d["catalog_key"] for d in h200["devices"]} == {"h200-sxm-141gb"}
+    assert {d["name"] for d in h200["devices"]} == {p.name for p in load_shipped_profiles()
+                                                    if p.catalog_key == "h200-sxm-141gb"}

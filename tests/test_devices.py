@@ -319,6 +319,20 @@ def test_shipped_profiles_are_valid_and_cpu_resolves():
     assert profile_for("cpu").kind == "cpu"
 
 
+def test_profile_for_a_gpu_with_several_calibrated_hosts_takes_the_newest(monkeypatch):
+    """Two H200 hosts are shipped (h200.json 2026-11-28, h200-2026-12-04.json): ``--device h200`` is the newest
+    calibration whatever the file order; the other stays reachable by its file."""
+    h200s = [p for p in load_shipped_profiles() if p.catalog_key == "h200-sxm-141gb"]
+    assert len(h200s) >= 2 and len({p.name for p in h200s}) == len(h200s)  # rows name their host's profile
+    newest = max(h200s, key=lambda p: p.created)
+    assert profile_for("H200").name == newest.name
+    older = dataclasses.replace(newest, name="older host", created="2020-01-01T00:00:00+00:00")
+    later = dataclasses.replace(newest, name="later host", created="2030-01-01T00:00:00+00:00")
+    for order in ((later, older), (older, later)):
+        monkeypatch.setattr("traincost.devices.load_shipped_profiles", lambda order=order: order)
+        assert profile_for("H200").name == "later host"
+
+
 def test_shipped_profiles_match_the_current_fitter():
     """A change to the curve fitting must be followed by ``refit`` of the shipped profiles."""
     from traincost.calibrate.microbench import refit

@@ -252,6 +252,19 @@ def test_fit_model_stores_intervals_scope_and_cv(frame, tmp_path):
     assert again.metadata_["cv"]["family"]["n"] == 12 and np.array_equal(again.predict(frame.X), model.predict(frame.X))
 
 
+def test_scope_one_gpu_of_several_hosts_is_a_device_model():
+    """Hosts of one catalog GPU (the two H200 profiles) make a device model; CPUs (no catalog key) or a CPU and a
+    GPU make a cross-device one."""
+    h200a = {"name": "NVIDIA H200", "kind": "cuda", "catalog_key": "h200-sxm-141gb"}
+    h200b = {**h200a, "name": "NVIDIA H200 (2026-12-04 host)"}
+    cpu_a = {"name": "AMD EPYC (2 threads)", "kind": "cpu", "catalog_key": None}
+    cpu_b = {**cpu_a, "name": "Intel(R) Xeon(R) Processor (2 threads)"}
+    a100 = {"name": "A100", "kind": "cuda", "catalog_key": "a100-sxm4-80gb"}
+    assert F._scope([h200a]) == F._scope([cpu_a]) == F._scope([h200a, h200b]) == "device"
+    for devices in ([cpu_a, cpu_b], [cpu_a, h200a], [h200a, a100], [h200a, h200b, cpu_a]):
+        assert F._scope(devices) == "cross-device", devices
+
+
 def test_plot_writes_a_png(frame, tmp_path):
     out = F.plot(frame, frame.meta["analytic_ms"].to_numpy() * 1.1, tmp_path / "p.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -252,6 +252,25 @@ def test_autocast_forward_ops_use_the_autocast_dispatch_cost():
     assert pr.host_s[3] == pytest.approx(1e-5 * P.HOST_OP_RATIO["backward"])
 
 
+def test_a_profile_measured_host_op_ratio_replaces_the_default():
+    """A host measured by benchmarks/host_overhead.py --write prices its ops with its own ratios (the Intel
+    Xeon's 5.79 / 3.16 / 1.24 are not the AMD EPYC's 4.3 / 2.1 / 0.8); one ratio given, the others default."""
+    table = P.OpTable.from_records(STEP, param_bytes=10**6)
+    own = {"forward": 6.0, "backward": 3.0, "zero_grad_per_tensor": 1.5, "measured": "2026-12-04"}
+    pr = P.price(table, mock_profile("cpu", properties={"host_op_ratio": own}))
+    assert pr.host_s[0] == pytest.approx(1e-5 * 6.0) and pr.host_s[3] == pytest.approx(1e-5 * 3.0)
+    opt_total = 1e-4 + 1e-6 * 2
+    assert pr.host_s[-1] == pytest.approx(opt_total / 5 + 1.5 * 1e-5 * 2)   # zero_grad: ratio x dispatch x tensors
+    half = P.host_op_ratios(mock_profile("cpu", properties={"host_op_ratio": {"backward": 3.0}}))
+    assert half == {"forward": P.HOST_OP_RATIO["forward"], "backward": 3.0,
+                    "zero_grad_per_tensor": P.ZERO_GRAD_PER_TENSOR_RATIO}
+    assert P.host_op_ratios(mock_profile("cpu")) == {**P.HOST_OP_RATIO,
+                                                    "zero_grad_per_tensor": P.ZERO_GRAD_PER_TENSOR_RATIO}
+    for bad in (0, -1.0, "5", float("nan"), True):
+        with pytest.raises(TraincostUsageError, match="host_op_ratio.forward"):
+            P.host_op_ratios(mock_profile("cpu", properties={"host_op_ratio": {"forward": bad}}))
+
+
 def test_fp16_waits_for_the_device_before_the_optimizer_step():
     table = P.OpTable.from_records(STEP, precision="fp16", param_bytes=10**6)
     assert table.sync_index == 5

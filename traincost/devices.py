@@ -787,8 +787,9 @@ def profile_for(device: str) -> DeviceProfile:
 
     * ``"cpu"``: the shipped CPU profile closest to this machine (architecture, CPU model, core count);
     * a path ending in ``.json`` (or an existing file): that profile;
-    * a GPU name (anything :func:`traincost.catalog.resolve_gpu` accepts): a shipped calibrated profile of
-      that catalog GPU if there is one, else :func:`datasheet_profile` learned from the shipped GPU profiles.
+    * a GPU name (anything :func:`traincost.catalog.resolve_gpu` accepts): the newest shipped calibrated
+      profile of that catalog GPU if there is one (the H200 has two, of two hosts: ``h200.json`` and
+      ``h200-2026-12-04.json``), else :func:`datasheet_profile` learned from the shipped GPU profiles.
     """
     if not isinstance(device, str) or not device.strip():
         raise TraincostUsageError(f"unknown device {device!r}; expected 'cpu', a GPU name or a profile .json")
@@ -805,9 +806,9 @@ def profile_for(device: str) -> DeviceProfile:
     from traincost.catalog import resolve_gpu
 
     gpu = resolve_gpu(text)
-    for p in shipped:
-        if p.kind == "cuda" and p.source == "calibrated" and p.catalog_key == gpu.key:
-            return p
+    calibrated = [p for p in shipped if p.kind == "cuda" and p.source == "calibrated" and p.catalog_key == gpu.key]
+    if calibrated:  # several hosts of one GPU calibrated: the newest calibration (name a file for another)
+        return max(calibrated, key=lambda p: str(p.created or ""))
     return datasheet_profile(gpu, [p for p in shipped if p.kind == "cuda" and p.source == "calibrated"])
 
 

@@ -40,8 +40,9 @@ training step costs more: forward ops ``dispatch_s x HOST_OP_RATIO["forward"]`` 
 under bf16/fp16 autocast: ``nn.Module.__call__``, the functional API, autograd's graph recording), backward
 ops ``dispatch_s x HOST_OP_RATIO["backward"]`` (the autograd engine), free ops included (they are real
 eager dispatches); ``zero_grad`` adds ``ZERO_GRAD_PER_TENSOR_RATIO x dispatch_s`` per parameter tensor.
-The ratios were measured once (``benchmarks/host_overhead.py``: tiny models whose step is host time) and
-are assumed to transfer to other hosts; calibrating them per host is a profile matter for later.
+The ratios are measured per host by ``benchmarks/host_overhead.py`` (tiny models whose step is host time) and
+kept in the profile (``properties["host_op_ratio"]``, :func:`host_op_ratios`); a profile without them uses the
+AMD EPYC's. They do not transfer: the Intel Xeon's bare dispatch is 0.66x the AMD's, a training op's 0.9x.
 
 **Optimizer step.** The profile's optimizer constants were measured on exactly this (``step()`` of the
 foreach optimizer, wall time) and hold what per-op pricing misses (the Python per-parameter loops, e.g.
@@ -103,6 +104,7 @@ from traincost.devices import (
     FIRST_TOUCH_MIN_BYTES,
     Curve,
     DeviceProfile,
+    ProfileError,
     cpu_model,
     profile_for,
     shape_factor,
@@ -123,7 +125,8 @@ CUDA_CONTEXT_BYTES = 500 * 2**20
 #: API and autograd's graph recording; a backward op the autograd engine. Measured by
 #: ``benchmarks/host_overhead.py`` on tiny fc models (kernels of a few hundred bytes: the step is host time)
 #: on the 2-core AMD EPYC of the shipped CPU profile: forward 4.27 (3.75-5.17), backward 2.08 (1.98-2.17).
-#: Assumption: the ratio transfers to other hosts (a GPU's dispatch_s includes the CUDA launch).
+#: The default for a profile whose host was not measured (:func:`host_op_ratios`; the Intel Xeon's: 5.48,
+#: 3.12); on a GPU host an assumption (its dispatch_s includes the CUDA launch).
 HOST_OP_RATIO = {"forward": 4.3, "backward": 2.1}
 #: ``optimizer.zero_grad(set_to_none=True)`` after the step: host seconds per parameter tensor, as a multiple
 #: of ``dispatch_s`` (same script: 0.79, range 0.57-2.30).
@@ -544,15 +547,34 @@ def _optimizer_key(optimizer: str) -> str:
     return "adamw" if optimizer in ("adam", "adamw") else optimizer
 
 
+def host_op_ratios(profile: DeviceProfile) -> dict[str, float]:
+    """Host cost of a training step's op per ``dispatch_s``: ``forward``, ``backward`` and
+    ``zero_grad_per_tensor``, from the profile's ``properties["host_op_ratio"]`` where its host was measured
+    (``benchmarks/host_overhead.py --write``), else :data:`HOST_OP_RATIO` and
+    :data:`ZERO_GRAD_PER_TENSOR_RATIO` (measured on the AMD EPYC). A value that is not a positive number is
+    a :class:`~traincost.devices.ProfileError`."""
+    measured = profile.properties.get("host_op_ratio") or {}
+    out = {**HOST_OP_RATIO, "zero_grad_per_tensor": ZERO_GRAD_PER_TENSOR_RATIO}
+    for key in out:
+        if key in measured:
+            value = measured[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ProfileError(f"profile {profile.name!r}: properties.host_op_ratio.{key} must be a positive "
+                                   f"number, got {value!r}")
+            out[key] = float(value)
+    return out
+
+
 def price(table: OpTable, profile: DeviceProfile) -> Pricing:
     """Host and device time of every op of ``table`` on ``profile``, and the simulated step."""
     device, compute, memory = table.device_times(profile)
     cpu = profile.kind == "cpu"
     autocast = table.precision in _AUTOCAST
+    ratio = host_op_ratios(profile)
     host = np.full(table.n, float(profile.dispatch_s))  # optimizer-phase ops outside step(): bare calls
     fwd_dispatch = profile.dispatch_autocast_s if autocast else profile.dispatch_s
-    host[table.phase == 0] = fwd_dispatch * HOST_OP_RATIO["forward"]
-    host[table.phase == 1] = profile.dispatch_s * HOST_OP_RATIO["backward"]
+    host[table.phase == 0] = fwd_dispatch * ratio["forward"]
+    host[table.phase == 1] = profile.dispatch_s * ratio["backward"]
     key = _optimizer_key(table.optimizer)
     consts = profile.optimizer
     region = table.opt_region
@@ -580,7 +602,7 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
             compute = np.where(region, 0.0, compute)
             memory = np.where(region, device, memory)
     if table.n:  # optimizer.zero_grad(set_to_none=True) after the step: a Python loop over the parameters
-        host[-1] += ZERO_GRAD_PER_TENSOR_RATIO * profile.dispatch_s * table.param_tensors
+        host[-1] += ratio["zero_grad_per_tensor"] * profile.dispatch_s * table.param_tensors
     is_compute = (compute >= memory) & (compute > 0)
     compute_s = np.where(is_compute, device, 0.0)
     memory_s = device - compute_s

@@ -552,7 +552,7 @@ def fit_model(frame: Frame, params: dict[str, Any] | None = None) -> tuple[Resid
         m = (frame.meta["kind"] == kind).to_numpy()
         analytic_iv[kind] = {f"{lv:g}": list(conformal_quantiles(frame.y[m], lv)) for lv in LEVELS}
     model.metadata_ = {
-        "scope": "cross-device" if len(frame.devices) > 1 else "device",
+        "scope": _scope(frame.devices),
         "devices": frame.devices, "datasets": frame.datasets,
         "interval_split": interval_split if residuals is not None else None,
         "cv": {s: {"n": r["n"], "analytic": r["analytic"], "corrected": r["corrected"],
@@ -562,6 +562,14 @@ def fit_model(frame: Frame, params: dict[str, Any] | None = None) -> tuple[Resid
         "target": "log(measured_ms / analytic_ms)",
     }
     return model, reports
+
+
+def _scope(devices: Sequence[dict[str, Any]]) -> str:
+    """``device`` for one device, or for several calibrations of one catalog GPU (hosts of an H200: one GPU,
+    other host speeds, told apart by their profiles); ``cross-device`` otherwise (CPUs have no catalog key)."""
+    keys = {(d.get("kind"), d.get("catalog_key")) for d in devices}
+    one_gpu = len(keys) == 1 and all(d.get("kind") == "cuda" and d.get("catalog_key") for d in devices)
+    return "device" if len(devices) <= 1 or one_gpu else "cross-device"
 
 
 # ------------------------------------------------------------------------------------------ plot

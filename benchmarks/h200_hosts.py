@@ -1,0 +1,55 @@
+"""Two H200 hosts: each H200 dataset priced with each shipped H200 profile. Asserts nothing.
+
+    python benchmarks/h200_hosts.py [--cache FILE] [--processes N]
+
+The H200 datasets (``traincost/data/datasets/h200-families-*.csv``) were measured on two lent machines with
+the same GPU, driver and torch but other hosts (2026-11-28: ``h200.json``; 2026-12-04:
+``h200-2026-12-04.json``, whose eager dispatch is 1.5x slower). For every (dataset, profile) pair: the
+analytic model's median / p90 absolute percentage error and the median ``log(measured / analytic)``, overall
+and per family. A row priced with its own host's profile is the calibrated case; with the other host's, what
+a user whose host was not calibrated gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT / "traincost" / "data" / "datasets"
+PROFILES = ROOT / "traincost" / "data" / "profiles"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "traincost-residual-features.csv"),
+                        help="feature cache CSV (rows walked by the same code are not walked again)")
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+
+    from traincost.calibrate.bench import read_dataset
+    from traincost.calibrate.fit import build_frame, resolve_row_profile
+    from traincost.devices import load_profile
+
+    profiles = [load_profile(p) for p in sorted(PROFILES.glob("h200*.json"))]
+    print(f"{'dataset':<38} {'priced with':<30} {'n':>5}  {'median':>6} {'p90':>6}  {'log(m/a)':>8}  per family")
+    for path in sorted(DATASETS.glob("h200-families-*.csv")):
+        own = resolve_row_profile(read_dataset(path)[0]).name  # the profile the rows name (their host's)
+        for prof in profiles:
+            # given under the name the rows resolve to, so that it prices them whichever host it measured
+            as_own = dataclasses.replace(prof, name=own)
+            fr = build_frame([path], processes=args.processes, profiles=[as_own], cache=args.cache)
+            ratio = fr.meta["measured_ms"] / fr.meta["analytic_ms"]
+            ape = 100 * np.abs(1 / ratio - 1)
+            fam = fr.meta.assign(ape=ape).groupby("family")["ape"].median()
+            print(f"{path.name:<38} {prof.name[:30]:<30} {len(fr):>5}  {np.median(ape):6.1f} "
+                  f"{np.percentile(ape, 90):6.1f}  {np.median(np.log(ratio)):+8.3f}  "
+                  + " ".join(f"{k} {v:.1f}" for k, v in fam.items()))
+
+
+if __name__ == "__main__":
+    main()
