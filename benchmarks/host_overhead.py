@@ -1,6 +1,6 @@
 """How much host time one recorded op of a *training step* costs, per bare eager dispatch.
 
-    python benchmarks/host_overhead.py [--repeats 300] [--profile P.json] [--write]
+    python benchmarks/host_overhead.py [--repeats 300] [--runs N] [--profile P.json [--write]]
 
 A device profile measures ``dispatch_s``: one bare ``torch.add`` in a Python loop. An op of a training
 step costs more on the host: the forward op goes through ``nn.Module.__call__``, the functional API and
@@ -12,7 +12,7 @@ the shipped CPU profile, and divides by the walk's op count and the profile's ``
 
 The medians over the fc models are the defaults ``HOST_OP_RATIO`` and ``ZERO_GRAD_PER_TENSOR_RATIO`` of
 :mod:`traincost.predict` (measured on the AMD EPYC); they do not transfer to other hosts (the Intel Xeon:
-forward 5.48, backward 3.12 against 4.27, 2.08), so ``--write`` stores them in the profile of the host
+forward 6.26, backward 3.33 over five runs, against 4.27, 2.08), so ``--write`` stores them in the profile of the host
 measured (``properties.host_op_ratio``), where ``predict`` takes them from. The tiny models are not in any evaluation set (benchmarks/accuracy.py). Asserts nothing.
 """
 
@@ -32,7 +32,7 @@ import torch
 from traincost import resolve
 from traincost.calibrate.steps import _loss, build_on
 from traincost.flopmodel.walker import make_optimizer
-from traincost.devices import load_profile, profile_for, save_profile, shipped_profiles_dir
+from traincost.devices import cpu_model, load_profile, profile_for, save_profile
 from traincost.flopmodel.count import count
 from traincost.predict import OpTable
 
@@ -111,40 +111,54 @@ def measure(name: str, params: dict, batch: int, optimizer: str, repeats: int, p
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--profile", help="CPU profile .json calibrated on this machine [default: the shipped "
-                                          "CPU profile closest to it]")
+    parser.add_argument("--runs", type=int, default=1, help="measure the models this many times; the constants "
+                                                             "are the median over runs of each run's fc median")
+    parser.add_argument("--profile", help="CPU profile .json [default: the shipped CPU profile closest to this "
+                                          "machine]; with --write it must be one calibrated on this CPU model")
     parser.add_argument("--write", action="store_true",
-                        help="store the fc rows' medians in that profile (properties.host_op_ratio)")
+                        help="store the constants in --profile (properties.host_op_ratio)")
     args = parser.parse_args()
+    if args.write and not args.profile:
+        parser.error("--write needs --profile: the file of this machine's profile")
     profile = profile_for(args.profile or "cpu")
+    if args.write and profile.properties.get("cpu_model") != cpu_model():
+        parser.error(f"--profile {args.profile} was calibrated on {profile.properties.get('cpu_model')!r}, "
+                     f"this machine is {cpu_model()!r}: its host ratios would be another host's")
     torch.set_num_threads(int(profile.properties.get("torch_threads") or os.cpu_count() or 1))
     print(f"profile {profile.name}: dispatch_s {profile.dispatch_s * 1e6:.2f} us; load {os.getloadavg()[0]:.2f}")
-    rows = [measure(n, p, b, opt, args.repeats, profile) for n, p, b in TINY for opt in ("sgd", "adamw")]
-    head = f"{'model':<62}{'opt':>6}{'fwd ops':>8}{'fwd x':>7}{'bwd ops':>8}{'bwd x':>7}{'opt ms':>8}" \
-           f"{'consts':>8}{'zero x':>8}"
-    print(head)
-    for r in rows:
-        print(f"{r['model']:<62}{r['optimizer']:>6}{r['forward_ops']:>8}{r['forward_ratio']:>7.2f}"
-              f"{r['backward_ops']:>8}{r['backward_ratio']:>7.2f}{r['optimizer_ms']:>8.3f}"
-              f"{r['optimizer_constants_ms']:>8.3f}{r['zero_grad_ratio']:>8.2f}")
-    # the fc rows are the clean ones: no convolution, so the device time subtracted is a few us; on the
-    # conv rows the CPU profile's conv latencies (fitted on real layer shapes, tens of us) exceed what a
-    # 4-channel conv takes, and the remainder (the host part) comes out too small or negative.
-    for subset, keep in (("fc rows (the constants)", lambda r: r["model"].startswith("fc(")),
-                         ("all rows", lambda r: True)):
-        for key in ("forward_ratio", "backward_ratio", "zero_grad_ratio"):
-            vals = [r[key] for r in rows if keep(r)]
-            print(f"{subset}: median {key}: {np.median(vals):.2f}  (range {min(vals):.2f}-{max(vals):.2f})")
+    keys = ("forward_ratio", "backward_ratio", "zero_grad_ratio")
+    per_run: dict[str, list[float]] = {k: [] for k in keys}
+    for run in range(1, args.runs + 1):
+        rows = [measure(n, p, b, opt, args.repeats, profile) for n, p, b in TINY for opt in ("sgd", "adamw")]
+        print(f"run {run} of {args.runs}")
+        print(f"{'model':<62}{'opt':>6}{'fwd ops':>8}{'fwd x':>7}{'bwd ops':>8}{'bwd x':>7}{'opt ms':>8}"
+              f"{'consts':>8}{'zero x':>8}")
+        for r in rows:
+            print(f"{r['model']:<62}{r['optimizer']:>6}{r['forward_ops']:>8}{r['forward_ratio']:>7.2f}"
+                  f"{r['backward_ops']:>8}{r['backward_ratio']:>7.2f}{r['optimizer_ms']:>8.3f}"
+                  f"{r['optimizer_constants_ms']:>8.3f}{r['zero_grad_ratio']:>8.2f}")
+        # the fc rows are the clean ones: no convolution, so the device time subtracted is a few us; on the
+        # conv rows the CPU profile's conv latencies (fitted on real layer shapes, tens of us) exceed what a
+        # 4-channel conv takes, and the remainder (the host part) comes out too small or negative.
+        for subset, keep in (("fc rows (the constants)", lambda r: r["model"].startswith("fc(")),
+                             ("all rows", lambda r: True)):
+            for key in keys:
+                vals = [r[key] for r in rows if keep(r)]
+                print(f"{subset}: median {key}: {np.median(vals):.2f}  (range {min(vals):.2f}-{max(vals):.2f})")
+                if subset.startswith("fc"):
+                    per_run[key].append(float(np.median(vals)))
+    const = {k: round(float(np.median(v)), 2) for k, v in per_run.items()}
+    if args.runs > 1:
+        print("over runs: " + ", ".join(f"{k} {const[k]:.2f} ({min(v):.2f}-{max(v):.2f})" for k, v in per_run.items()))
     if args.write:
-        fc = [r for r in rows if r["model"].startswith("fc(")]
-        path = Path(args.profile) if args.profile else next(
-            f for f in sorted(shipped_profiles_dir().glob("*.json")) if load_profile(f).name == profile.name)
-        ratios = {"forward": round(float(np.median([r["forward_ratio"] for r in fc])), 2),
-                  "backward": round(float(np.median([r["backward_ratio"] for r in fc])), 2),
-                  "zero_grad_per_tensor": round(float(np.median([r["zero_grad_ratio"] for r in fc])), 2),
+        path = Path(args.profile)
+        ratios = {"forward": const["forward_ratio"], "backward": const["backward_ratio"],
+                  "zero_grad_per_tensor": const["zero_grad_ratio"],
+                  "runs": {k: [round(x, 2) for x in v] for k, v in per_run.items()},
                   "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "how": f"benchmarks/host_overhead.py --repeats {args.repeats}: median of the tiny fc models' "
-                         f"(host time per op) / dispatch_s, load {os.getloadavg()[0]:.2f}"}
+                  "how": f"benchmarks/host_overhead.py --repeats {args.repeats} --runs {args.runs}: median over runs "
+                         f"of the tiny fc models' median (host time per op) / dispatch_s, load "
+                         f"{os.getloadavg()[0]:.2f}"}
         again = load_profile(path)
         save_profile(dataclasses.replace(again, properties={**again.properties, "host_op_ratio": ratios}), path)
         print(f"wrote properties.host_op_ratio {ratios['forward']} / {ratios['backward']} / "

@@ -30,8 +30,9 @@ TC="python3 -m traincost.cli"
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 guard() { python3 -c "print(int(60 * $1 + 45))"; }
-LOG="$OUT/run.log"  # one log for every part: the device tool returns at most 8 files
-{ nvidia-smi || true; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"; } > "$LOG" 2>&1
+LOG="$OUT/run.log"  # one log for every part (appended: a rerun keeps the first run's): the device tool returns at most 8 files
+rm -f "$OUT/smoke.csv"
+{ date -u; nvidia-smi || true; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version())"; } >> "$LOG" 2>&1
 # Smoke test first (two seed configurations, ~20 s): the device's torch may differ from the one the code
 # was tested with, and a walk or step that fails there should cost seconds, not the whole lease.
 timeout 120 $TC bench --device "$DEVICE" --plan seed --limit 2 --quiet-wait 0 --out "$OUT/smoke.csv" >> "$LOG" 2>&1
@@ -44,6 +45,17 @@ QUICK=""
 [ "$DEVICE" = cpu ] && QUICK="--quick"
 timeout "$CAL_S" $TC calibrate --device "$DEVICE" $QUICK -o "$OUT/profile.json" >> "$LOG" 2>&1
 echo "calibrate exit $? after $(elapsed) s" | tee -a "$LOG"
+# A GPU's profile is named after the GPU; two machines with one GPU model are two devices (their hosts
+# differ: docs/bench.md, "The second H200 host"), so the profile (and each row's profile_name) names the day.
+[ "$DEVICE" != cpu ] && [ -s "$OUT/profile.json" ] && python3 - "$OUT/profile.json" >> "$LOG" 2>&1 <<'PY'
+import datetime, json, sys
+path = sys.argv[1]
+p = json.load(open(path))
+if "host)" not in p["name"]:
+    p["name"] = f"{p['name']} ({datetime.date.today().isoformat()} host)"
+    json.dump(p, open(path, "w"), indent=1)
+print("profile name:", p["name"])
+PY
 PROFILE=()
 [ -s "$OUT/profile.json" ] && PROFILE=(--profile "$OUT/profile.json")  # analytic_ms from the fresh profile
 LIMIT=()

@@ -331,6 +331,12 @@ def test_profile_for_a_gpu_with_several_calibrated_hosts_takes_the_newest(monkey
     for order in ((later, older), (older, later)):
         monkeypatch.setattr("traincost.devices.load_shipped_profiles", lambda order=order: order)
         assert profile_for("H200").name == "later host"
+    # times compare as times, not strings: 10:00+02:00 is 08:00 UTC, before 09:00 UTC; no date is the oldest
+    east = dataclasses.replace(newest, name="east", created="2030-01-01T10:00:00+02:00")
+    utc = dataclasses.replace(newest, name="utc", created="2030-01-01T09:00:00+00:00")
+    undated = dataclasses.replace(newest, name="undated", created="")
+    monkeypatch.setattr("traincost.devices.load_shipped_profiles", lambda: (undated, utc, east))
+    assert profile_for("H200").name == "utc"
 
 
 def test_shipped_profiles_match_the_current_fitter():

@@ -252,6 +252,19 @@ def test_fit_model_stores_intervals_scope_and_cv(frame, tmp_path):
     assert again.metadata_["cv"]["family"]["n"] == 12 and np.array_equal(again.predict(frame.X), model.predict(frame.X))
 
 
+def test_a_rows_profile_name_wins_over_its_device_whatever_the_order():
+    """Two hosts of one GPU: both profiles could match the row's ``device``; its ``profile_name`` decides."""
+    from traincost.devices import load_shipped_profiles
+
+    h200s = [p for p in load_shipped_profiles() if p.catalog_key == "h200-sxm-141gb"]
+    old = next(p for p in h200s if p.name == "NVIDIA H200")
+    new = next(p for p in h200s if p.name != "NVIDIA H200")
+    row = {"profile_name": new.name, "device": "NVIDIA H200"}
+    for given in ([old, new], [new, old], []):
+        assert F.resolve_row_profile(row, given).name == new.name
+        assert F.resolve_row_profile({"profile_name": "", "device": "NVIDIA H200"}, given).name == old.name
+
+
 def test_scope_one_gpu_of_several_hosts_is_a_device_model():
     """Hosts of one catalog GPU (the two H200 profiles) make a device model; CPUs (no catalog key) or a CPU and a
     GPU make a cross-device one."""

@@ -254,7 +254,7 @@ def test_autocast_forward_ops_use_the_autocast_dispatch_cost():
 
 def test_a_profile_measured_host_op_ratio_replaces_the_default():
     """A host measured by benchmarks/host_overhead.py --write prices its ops with its own ratios (the Intel
-    Xeon's 5.79 / 3.16 / 1.24 are not the AMD EPYC's 4.3 / 2.1 / 0.8); one ratio given, the others default."""
+    Xeon's 6.26 / 3.33 / 1.33 are not the AMD EPYC's 4.3 / 2.1 / 0.8); one ratio given, the others default."""
     table = P.OpTable.from_records(STEP, param_bytes=10**6)
     own = {"forward": 6.0, "backward": 3.0, "zero_grad_per_tensor": 1.5, "measured": "2026-12-04"}
     pr = P.price(table, mock_profile("cpu", properties={"host_op_ratio": own}))
@@ -269,6 +269,8 @@ def test_a_profile_measured_host_op_ratio_replaces_the_default():
     for bad in (0, -1.0, "5", float("nan"), True):
         with pytest.raises(TraincostUsageError, match="host_op_ratio.forward"):
             P.host_op_ratios(mock_profile("cpu", properties={"host_op_ratio": {"forward": bad}}))
+    with pytest.raises(TraincostUsageError, match="host_op_ratio must be an object"):
+        P.host_op_ratios(mock_profile("cpu", properties={"host_op_ratio": "forward"}))
 
 
 def test_fp16_waits_for_the_device_before_the_optimizer_step():

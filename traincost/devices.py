@@ -782,6 +782,16 @@ def _cpu_score(profile: DeviceProfile) -> tuple[int, int]:
     return (same_machine + same_model + same_count, -abs(int(props.get("cpu_count") or 0) - (os.cpu_count() or 0)))
 
 
+def _created_at(profile: DeviceProfile) -> _dt.datetime:
+    """When ``profile`` was calibrated (its ``created`` ISO date or time, UTC when no offset is given); the
+    earliest time for a missing or unreadable one."""
+    try:
+        when = _dt.datetime.fromisoformat(str(profile.created))
+    except ValueError:
+        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
+
+
 def profile_for(device: str) -> DeviceProfile:
     """The profile to predict with for ``device``.
 
@@ -808,7 +818,7 @@ def profile_for(device: str) -> DeviceProfile:
     gpu = resolve_gpu(text)
     calibrated = [p for p in shipped if p.kind == "cuda" and p.source == "calibrated" and p.catalog_key == gpu.key]
     if calibrated:  # several hosts of one GPU calibrated: the newest calibration (name a file for another)
-        return max(calibrated, key=lambda p: str(p.created or ""))
+        return max(calibrated, key=_created_at)
     return datasheet_profile(gpu, [p for p in shipped if p.kind == "cuda" and p.source == "calibrated"])
 
 

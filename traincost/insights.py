@@ -312,10 +312,19 @@ def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], 
     from traincost.flopmodel.arch import ArchSpec
     from traincost.predict import predict
 
-    profiles = _profiles_by_device(frame)
+    from traincost.calibrate.fit import resolve_row_profile
+
+    profiles: dict[tuple[str, str], Any] = {}  # (device, profile_name) -> the row's own profile (hosts differ)
     values = np.full(len(frame), np.nan)
     for i, row in enumerate(frame.itertuples(index=False)):
-        profile = profiles.get(str(row.device))
+        name = getattr(row, "profile_name", "")
+        key = (str(row.device), name if isinstance(name, str) else "")
+        if key not in profiles:
+            try:
+                profiles[key] = resolve_row_profile({"device": key[0], "profile_name": key[1]})
+            except TraincostError:
+                profiles[key] = None
+        profile = profiles[key]
         if profile is not None:
             try:
                 spec = ArchSpec.from_dict(json.loads(row.spec))

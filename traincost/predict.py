@@ -42,7 +42,7 @@ ops ``dispatch_s x HOST_OP_RATIO["backward"]`` (the autograd engine), free ops i
 eager dispatches); ``zero_grad`` adds ``ZERO_GRAD_PER_TENSOR_RATIO x dispatch_s`` per parameter tensor.
 The ratios are measured per host by ``benchmarks/host_overhead.py`` (tiny models whose step is host time) and
 kept in the profile (``properties["host_op_ratio"]``, :func:`host_op_ratios`); a profile without them uses the
-AMD EPYC's. They do not transfer: the Intel Xeon's bare dispatch is 0.66x the AMD's, a training op's 0.9x.
+AMD EPYC's. They do not transfer: the Intel Xeon's bare dispatch is 0.66x the AMD's, a training op's ~0.97x.
 
 **Optimizer step.** The profile's optimizer constants were measured on exactly this (``step()`` of the
 foreach optimizer, wall time) and hold what per-op pricing misses (the Python per-parameter loops, e.g.
@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -125,8 +125,8 @@ CUDA_CONTEXT_BYTES = 500 * 2**20
 #: API and autograd's graph recording; a backward op the autograd engine. Measured by
 #: ``benchmarks/host_overhead.py`` on tiny fc models (kernels of a few hundred bytes: the step is host time)
 #: on the 2-core AMD EPYC of the shipped CPU profile: forward 4.27 (3.75-5.17), backward 2.08 (1.98-2.17).
-#: The default for a profile whose host was not measured (:func:`host_op_ratios`; the Intel Xeon's: 5.48,
-#: 3.12); on a GPU host an assumption (its dispatch_s includes the CUDA launch).
+#: The default for a profile whose host was not measured (:func:`host_op_ratios`; the Intel Xeon's: 6.26,
+#: 3.33); on a GPU host an assumption (its dispatch_s includes the CUDA launch).
 HOST_OP_RATIO = {"forward": 4.3, "backward": 2.1}
 #: ``optimizer.zero_grad(set_to_none=True)`` after the step: host seconds per parameter tensor, as a multiple
 #: of ``dispatch_s`` (same script: 0.79, range 0.57-2.30).
@@ -554,6 +554,8 @@ def host_op_ratios(profile: DeviceProfile) -> dict[str, float]:
     :data:`ZERO_GRAD_PER_TENSOR_RATIO` (measured on the AMD EPYC). A value that is not a positive number is
     a :class:`~traincost.devices.ProfileError`."""
     measured = profile.properties.get("host_op_ratio") or {}
+    if not isinstance(measured, Mapping):
+        raise ProfileError(f"profile {profile.name!r}: properties.host_op_ratio must be an object, got {measured!r}")
     out = {**HOST_OP_RATIO, "zero_grad_per_tensor": ZERO_GRAD_PER_TENSOR_RATIO}
     for key in out:
         if key in measured:

@@ -91,13 +91,15 @@ def _arch_key(spec_json: str) -> str:
 
 def resolve_row_profile(row: dict[str, str], profiles: Sequence[Any] = ()) -> Any:
     """The device profile of a dataset row: a given profile or a shipped one whose name is the row's
-    ``profile_name`` or ``device``; else ``profile_for(device)`` (a calibrated or datasheet GPU profile)."""
+    ``profile_name``, else one named as its ``device`` (given profiles before shipped ones); else
+    ``profile_for(device)`` (a calibrated or datasheet GPU profile)."""
     from traincost.devices import load_shipped_profiles, profile_for
 
-    names = [n for n in (row.get("profile_name", ""), row.get("device", "")) if n]
-    for p in [*profiles, *load_shipped_profiles()]:
-        if p.name in names:
-            return p
+    candidates = [*profiles, *load_shipped_profiles()]
+    for name in (row.get("profile_name", ""), row.get("device", "")):  # the row's own profile first
+        match = next((p for p in candidates if name and p.name == name), None)
+        if match is not None:
+            return match
     try:
         return profile_for(row.get("device", ""))
     except TraincostError:
