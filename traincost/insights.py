@@ -309,10 +309,9 @@ def _profiles_by_device(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], None] | None) -> pd.Series:
     """``traincost.predict``'s iteration time of every row on its device's profile (NaN where it fails)."""
+    from traincost.calibrate.fit import resolve_row_profile
     from traincost.flopmodel.arch import ArchSpec
     from traincost.predict import predict
-
-    from traincost.calibrate.fit import resolve_row_profile
 
     profiles: dict[tuple[str, str], Any] = {}  # (device, profile_name) -> the row's own profile (hosts differ)
     values = np.full(len(frame), np.nan)
