@@ -307,9 +307,10 @@ def _h200_rows(profile) -> pd.DataFrame:
 
 
 def section_h200() -> pd.DataFrame:
-    from traincost.devices import load_profile, shipped_profiles_dir
+    from traincost.devices import load_profile, profile_for, shipped_profiles_dir
 
-    res = _h200_rows(load_profile(shipped_profiles_dir() / "h200.json"))
+    own = load_profile(shipped_profiles_dir() / "h200.json")
+    res = _h200_rows(own)
     print(f"\n== 2. H200: {H200_MODELS.name}, predicted with the calibrated h200.json profile (the same host) ==")
     print_table(res, [("model", "model", ""), ("batch", "batch", "d"), ("precision", "prec", ""),
                        ("cl", "cl", ""), ("opt", "opt", ""), ("measured_ms", "measured ms", ".2f"),
@@ -320,15 +321,15 @@ def section_h200() -> pd.DataFrame:
     _summary_lines(res, "precision")
     m, p = ape_summary(res["mem_err_pct"])
     print(f"peak memory: median APE {m:.1f} %, p90 APE {p:.1f} %")
-    # The same steps priced with the other H200 host's calibration (h200-2026-12-04.json, the default of
-    # `--device h200`): what a user whose host was not calibrated gets (its eager dispatch is 1.5x slower).
-    other = shipped_profiles_dir() / "h200-2026-12-04.json"
-    if other.is_file():
-        cross = _h200_rows(load_profile(other))
+    # The same steps priced with the profile `--device H200` takes (the newest H200 calibration, another host:
+    # h200-2026-12-04.json, whose eager dispatch is 1.5x slower): what a user whose host was not calibrated gets.
+    other = profile_for("H200")
+    if other.name != own.name:
+        cross = _h200_rows(other)
         am, ap = ape_summary(cross["analytic_err_pct"])
         cm, cp = ape_summary(cross["err_pct"])
         bias = float(np.median(cross["predicted_ms"] / cross["measured_ms"] - 1) * 100)
-        print(f"the same {len(cross)} steps with the other host's profile ({other.name}): analytic median APE "
+        print(f"the same {len(cross)} steps with `--device H200`'s profile ({other.name!r}): analytic median APE "
               f"{am:.1f} % (p90 {ap:.1f}), corrected {cm:.1f} % (p90 {cp:.1f}), median signed error "
               f"{bias:+.1f} %")
     return res

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from traincost.calibrate.bench import read_dataset
-    from traincost.calibrate.fit import build_frame, resolve_row_profile
+    from traincost.calibrate.fit import ape_summary, build_frame, resolve_row_profile
     from traincost.devices import load_profile
 
     profiles = [load_profile(p) for p in sorted(PROFILES.glob("h200*.json"))]
@@ -43,11 +43,11 @@ def main() -> None:
             # given under the name the rows resolve to, so that it prices them whichever host it measured
             as_own = dataclasses.replace(prof, name=own)
             fr = build_frame([path], processes=args.processes, profiles=[as_own], cache=args.cache)
-            ratio = fr.meta["measured_ms"] / fr.meta["analytic_ms"]
-            ape = 100 * np.abs(1 / ratio - 1)
-            fam = fr.meta.assign(ape=ape).groupby("family")["ape"].median()
-            print(f"{path.name:<38} {prof.name[:30]:<30} {len(fr):>5}  {np.median(ape):6.1f} "
-                  f"{np.percentile(ape, 90):6.1f}  {np.median(np.log(ratio)):+8.3f}  "
+            m = fr.meta
+            overall = ape_summary(m["analytic_ms"], m["measured_ms"])
+            fam = {f: ape_summary(g["analytic_ms"], g["measured_ms"])["median_ape"] for f, g in m.groupby("family")}
+            print(f"{path.name:<38} {prof.name[:30]:<30} {len(fr):>5}  {overall['median_ape']:6.1f} "
+                  f"{overall['p90_ape']:6.1f}  {np.median(np.log(m['measured_ms'] / m['analytic_ms'])):+8.3f}  "
                   + " ".join(f"{k} {v:.1f}" for k, v in fam.items()))
 
 

@@ -288,20 +288,24 @@ def marginal_series(frame: pd.DataFrame, family: str, bins: int = 6) -> pd.DataF
 # ----------------------------------------------------------------------------------- predictions
 
 
-def _profiles_by_device(frame: pd.DataFrame) -> dict[str, Any]:
-    """Device name -> the profile to recompute its analytic prediction with (absent when there is none)."""
-    from traincost.devices import load_shipped_profiles, profile_for
+def _row_profile(device: Any, profile_name: Any) -> Any:
+    """The profile a dataset row names (:func:`traincost.calibrate.fit.resolve_row_profile`: its
+    ``profile_name``, else its ``device``), or None when there is none."""
+    from traincost.calibrate.fit import resolve_row_profile
 
-    shipped = load_shipped_profiles()
+    row = {"device": str(device), "profile_name": profile_name if isinstance(profile_name, str) else ""}
+    try:
+        return resolve_row_profile(row)
+    except (TraincostError, ValueError):
+        return None
+
+
+def _profiles_by_device(frame: pd.DataFrame) -> dict[str, Any]:
+    """Device name -> a profile of that device (its first row's own), to choose the section's residual model
+    (absent when there is none)."""
     out: dict[str, Any] = {}
     for device, rows in frame.groupby("device"):
-        names = {str(device)} | {str(n) for n in rows["profile_name"].dropna().unique() if n}
-        match = next((p for p in shipped if p.name in names), None)
-        if match is None:
-            try:
-                match = profile_for(str(device))
-            except (TraincostError, ValueError):
-                match = None
+        match = _row_profile(device, rows["profile_name"].iloc[0] if "profile_name" in rows else "")
         if match is not None:
             out[str(device)] = match
     return out
@@ -309,7 +313,6 @@ def _profiles_by_device(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], None] | None) -> pd.Series:
     """``traincost.predict``'s iteration time of every row on its device's profile (NaN where it fails)."""
-    from traincost.calibrate.fit import resolve_row_profile
     from traincost.flopmodel.arch import ArchSpec
     from traincost.predict import predict
 
@@ -319,10 +322,7 @@ def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], 
         name = getattr(row, "profile_name", "")
         key = (str(row.device), name if isinstance(name, str) else "")
         if key not in profiles:
-            try:
-                profiles[key] = resolve_row_profile({"device": key[0], "profile_name": key[1]})
-            except TraincostError:
-                profiles[key] = None
+            profiles[key] = _row_profile(*key)
         profile = profiles[key]
         if profile is not None:
             try:
