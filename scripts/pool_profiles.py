@@ -31,7 +31,9 @@ def pool(paths: list[str]):
     last = profiles[-1]
     raw["probes"] = list(last.raw.get("probes", []))
     pooled = refit(dataclasses.replace(last, raw={**raw, "fits": [], "errors": []}))
-    pooled.properties["pooled_calibrations"] = [p.created for p in profiles]
+    # an input that is itself a pool contributes the calibrations it pooled, not its own date
+    dates = [d for p in profiles for d in (p.properties.get("pooled_calibrations") or [p.created])]
+    pooled.properties["pooled_calibrations"] = list(dict.fromkeys(dates))
     return pooled
 
 

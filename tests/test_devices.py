@@ -393,6 +393,25 @@ def test_kernel_curve_fallbacks():
     assert p.device_time_s("norm", "fp32", 0, 4e6) == pytest.approx(p.memory.time_s(4e6))
 
 
+def test_kernel_curve_of_a_2d_activation():
+    bn = {"fp32": Curve(2e9, 1e-6), "fp32_2d": Curve(5e8, 1e-6), "bf16": Curve(1e9, 1e-6)}
+    p = _profile(kernels={"native_batch_norm": bn})
+    assert p.kernel_curve("native_batch_norm", "fp32_2d") is bn["fp32_2d"]
+    assert p.kernel_curve("native_batch_norm", "fp32_2d", channels_last=True) is bn["fp32_2d"]
+    assert p.kernel_curve("native_batch_norm", "bf16_2d") is bn["bf16"]        # no bf16_2d: the plain bf16
+    assert p.kernel_curve("native_batch_norm", "fp16_2d") is bn["fp32_2d"]     # no fp16 at all: the fp32 chain
+    old = _profile(kernels={"native_batch_norm": {"fp32": bn["fp32"]}})       # a profile measured before 2-d
+    assert old.kernel_curve("native_batch_norm", "fp32_2d") is bn["fp32"]
+
+
+def test_gemm_shape_points():
+    rows = [[8, 128, 1000, 1, 2.5], [32, 128, 1000, 1, 1.5]]
+    p = _profile(properties={"gemm_shape_factors": {"matmul/fp32/addmm": rows}})
+    assert p.gemm_shape_points("fp32", "addmm").tolist() == rows
+    assert p.gemm_shape_points("fp32", "mm") is None and p.gemm_shape_points("bf16", "addmm") is None
+    assert _profile().gemm_shape_points("fp32", "addmm") is None
+
+
 def test_fit_chooses_the_depth_dimension_that_explains_the_times():
     """Synthetic conv weight-gradient times whose rate depends on N x H_out x W_out only: the fit keeps the
     ``positions`` depth term and recovers its constants."""

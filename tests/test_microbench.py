@@ -346,3 +346,51 @@ def test_shape_factor_table_is_measured_over_curve_time():
                                                     "batch": 2}, "work": 1e8, "median_s": 3e-3}
     table = microbench._shape_factor_table({"conv": [row]}, {"conv": {"fp32": Curve(1e11, 0.0)}}, 1e-3)
     assert table == {"conv/fp32": [[4, 8, 9, 2 * 32 * 32, round((3e-3 - 1e-3) / (1e8 / 1e11), 4)]]}
+
+
+def test_gemm_factor_table_is_measured_over_curve_time_per_op():
+    from traincost.devices import Curve
+
+    rows = [{"mode": "fp32", "role": "fwd", "op": "addmm", "shape": [8, 128, 1000], "work": 2 * 8 * 128 * 1000,
+             "median_s": 30e-6},
+            {"mode": "fp32", "role": "bwd_weight", "op": "mm", "shape": [1000, 8, 128], "work": 2 * 8 * 128 * 1000,
+             "median_s": 20e-6},
+            {"mode": "bf16", "role": "fwd", "op": "addmm", "shape": [8, 128, 1000], "work": 1, "median_s": 1e-6}]
+    curve = Curve(1e11, 1e-6, k_half=8.0, depth_kind="min_mnk")
+    table = microbench._gemm_factor_table({"linear": rows}, {"matmul": {"fp32": curve}}, 1e-6)
+    priced = 1e-6 + 2 * 8 * 128 * 1000 / (1e11 * 8 / (8 + 8))          # depth min(M, K, N) = 8
+    assert table == {"matmul/fp32/addmm": [[8, 128, 1000, 1, round((30e-6 - 1e-6) / priced, 4)]],
+                     "matmul/fp32/mm": [[1000, 8, 128, 1, round((20e-6 - 1e-6) / priced, 4)]]}  # no bf16 curve
+
+
+def test_linear_points_flat_kernels_and_small_optimizer_lists_are_in_the_full_cpu_grid():
+    s = microbench._settings("cpu", False, 1 << 34)
+    assert (8, 128, 1024) in s.linear_shapes and all(2 * b * i * o <= 1.1e9 for b, i, o in s.linear_shapes)
+    assert (512, 2048, 1024) not in s.linear_shapes                       # 2.1 GFLOP: left to the curve
+    assert s.flat_kernel_shapes and {"tiny", "small"} <= set(s.optimizer_lists)
+    run = microbench._Run(torch.device("cpu"), s, timer=None)
+    labels = [p.label for p in microbench._plan(run, ["fp32"])]
+    assert sum(lb.startswith("linear ") for lb in labels) == 3 * len(s.linear_shapes)
+    assert "kernel native_batch_norm_backward fp32_2d 64x256" in labels
+    assert microbench._param_list("tiny") == [(64,), (64,)] and len(microbench._param_list("small")) == 6
+    assert microbench._settings("cpu", True, 1 << 34).linear_shapes == ()  # quick grid: unchanged
+
+
+def test_linear_and_flat_kernel_points_measure_what_a_step_runs():
+    s = dataclasses.replace(microbench._settings("cpu", True, 1 << 34), repeats=1, target_sample_s=1e-5)
+    run = microbench._Run(torch.device("cpu"), s, timer=microbench._CpuTimer(s))
+    fwd = microbench._linear_point(run, "fp32", 4, 16, 8, "fwd")
+    gw = microbench._linear_point(run, "fp32", 4, 16, 8, "bwd_weight")
+    gi = microbench._linear_point(run, "fp32", 4, 16, 8, "bwd_input")
+    assert (fwd["op"], fwd["shape"]) == ("addmm", [4, 16, 8]) and fwd["median_s"] > 0
+    assert (gw["op"], gw["shape"], gi["shape"]) == ("mm", [8, 4, 16], [4, 8, 16])
+    assert fwd["work"] == gw["work"] == gi["work"] == 2 * 4 * 16 * 8
+    bn = microbench._kernel_point(run, "native_batch_norm_backward", "fp32", (8, 32), microbench._POOL_WINDOWS[0])
+    assert bn["mode"] == "fp32_2d" and bn["shape"] == [8, 32] and bn["work"] > 3 * 8 * 32 * 4
+
+
+def test_a_flat_kernel_curve_has_no_channels_depth():
+    rows = [{"op": "native_batch_norm_backward", "mode": "fp32_2d", "shape": [n, c], "work": 12 * n * c,
+             "median_s": 1e-5 + 12 * n * c / (1e9 * c / (c + 64))} for n in (8, 64, 512) for c in (32, 256, 2048)]
+    curve, _ = microbench._fit(rows, cache_tier=True)
+    assert curve.k_half == 0.0

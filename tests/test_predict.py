@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import traincost
-from traincost.devices import DeviceProfile, shape_factor
+from traincost.devices import FLAT, DeviceProfile, shape_factor
 from traincost.errors import TraincostUsageError
 
 P = sys.modules["traincost.predict"]  # the module (traincost.predict is the function)
@@ -163,8 +163,18 @@ def test_device_times_equal_the_profile_per_op(tiny):
                 cc = P._compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes) or r.op_class
                 mode = P.math_mode(r.input_dtypes, walk.config.precision)
                 cl = walk.config.channels_last
-                want = profile.device_time_s(cc, mode, r.flops, r.bytes, cl,
+                flat = r.op.removeprefix("aten.") in P._FLAT_KERNEL_OPS and len(r.input_shapes[0]) == 2
+                want = profile.device_time_s(cc, mode + (FLAT if flat else ""), r.flops, r.bytes, cl,
                                              P._depth(r.op_class, r.op, r.input_shapes) or None, op=r.op)
+                mkn = P.gemm_mkn(r.op, r.input_shapes)
+                if r.op_class == "matmul" and mkn[0] > 0:  # times the factor of the measured linear GEMMs near it
+                    key = profile.compute_curve_key("matmul", mode, cl)[1]
+                    points = profile.gemm_shape_points(key, r.op.removeprefix("aten.").split(".")[0])
+                    if points is not None:
+                        curve = profile.compute_curve("matmul", mode, cl)
+                        t = curve.time_s(r.flops, P._depth(r.op_class, r.op, r.input_shapes) or None)
+                        t *= float(shape_factor(points, np.array([[*mkn, 1.0]]))[0])
+                        want = max(t, profile.device_time_s("memory", mode, 0, r.bytes, cl), profile.launch_s)
                 if r.op_class == "conv":
                     # each curve's depth term on its own GEMM dimension; a backward computing both gradients
                     # = the sum of its two passes on half the work each, where the profile has both curves
@@ -578,6 +588,46 @@ def test_conv_time_is_scaled_by_the_shape_factor():
     _, compute, _ = P.OpTable.from_records(records).device_times(profile)
     from traincost.devices import SHAPE_FACTOR_PRIOR
     assert compute[0] == pytest.approx((2e-5 + flops / 2e12) * 5.0 ** (1 / (1 + SHAPE_FACTOR_PRIOR)), rel=1e-9)
+
+
+def test_gemm_mkn_by_hand():
+    assert P.gemm_mkn("aten.addmm", [(1000,), (8, 384), (384, 1000)]) == (8, 384, 1000)   # linear forward
+    assert P.gemm_mkn("aten.mm", [(1000, 8), (8, 384)]) == (1000, 8, 384)               # its weight gradient
+    assert P.gemm_mkn("aten.bmm", [(4, 64, 32), (4, 32, 128)]) == (0, 0, 0)              # no linear-layer factor
+    assert P.gemm_mkn("aten.mm", [(8, 1024), (512, 16)]) == (0, 0, 0)                    # not a product
+
+
+def test_linear_layer_gemms_are_scaled_by_their_op_s_shape_factor():
+    from traincost.devices import SHAPE_FACTOR_PRIOR
+
+    fwd = rec("forward", "aten.addmm", "matmul", 2 * 8 * 384 * 1000, ins=((1000,), (8, 384), (384, 1000)))
+    gw = rec("backward", "aten.mm", "matmul", 2 * 8 * 384 * 1000, ins=((1000, 8), (8, 384)))
+    gi = rec("backward", "aten.mm", "matmul", 2 * 8 * 384 * 1000, ins=((8, 1000), (1000, 384)))
+    table = P.OpTable.from_records([fwd, gw, gi])
+    assert table.gemm_op.tolist() == [2, 1, 1]
+    assert table.gemm_shapes[1].tolist() == [1000, 8, 384, 1]
+    factors = {"matmul/fp32/addmm": [[8, 384, 1000, 1, 3.0]], "matmul/fp32/mm": [[1000, 8, 384, 1, 2.0]]}
+    _, plain, _ = table.device_times(mock_profile())
+    _, compute, _ = table.device_times(mock_profile(properties={"gemm_shape_factors": factors}))
+    curve = 1e-5 + 2 * 8 * 384 * 1000 / 1e12                     # mock matmul curve: 1e12 FLOP/s, 10 us
+    assert plain.tolist() == pytest.approx([curve] * 3, rel=1e-12)
+    assert compute[0] == pytest.approx(curve * 3.0 ** (1 / (1 + SHAPE_FACTOR_PRIOR)), rel=1e-9)  # its own op's
+    assert compute[1] == pytest.approx(curve * 2.0 ** (1 / (1 + SHAPE_FACTOR_PRIOR)), rel=1e-9)
+    # the grad input (8, 1000, 384) lies log(125) from the mm point in M and K: almost the curve
+    w = math.exp(-0.5 * 2 * math.log(125) ** 2 / 0.7 ** 2)
+    assert compute[2] == pytest.approx(curve * math.exp(w * math.log(2.0) / (w + SHAPE_FACTOR_PRIOR)), rel=1e-9)
+
+
+def test_batch_norm_of_a_2d_activation_is_priced_on_its_flat_curve():
+    records = [rec("forward", "aten.native_batch_norm", "norm", 0, 4e6, 4e6, ins=((128, 1000),)),
+               rec("forward", "aten.native_batch_norm", "norm", 0, 4e6, 4e6, ins=((8, 125, 4, 4),))]
+    kernels = {"native_batch_norm": {"fp32": {"peak": 1e10, "latency_s": 0.0},
+                                     "fp32_2d": {"peak": 1e9, "latency_s": 2e-5}}}
+    table = P.OpTable.from_records(records)
+    assert set(table.op_groups["native_batch_norm"]) == {"fp32", "fp32_2d"}
+    _, _, memory = table.device_times(mock_profile(kernels=kernels))
+    assert memory[0] == pytest.approx(2e-5 + 8e6 / 1e9, rel=1e-12)
+    assert memory[1] == pytest.approx(max(8e6 / 1e10, 1e-6 + 8e6 / 1e11), rel=1e-12)  # 4-d: the plain curve
 
 
 def test_a_cpu_profile_of_another_cpu_model_is_named_in_the_notes(monkeypatch):

@@ -98,9 +98,13 @@ DATASHEET_WIDEN = 2.0
 OUT_OF_RANGE_WIDEN = 1.5
 #: A feature is out of range beyond its training [min, max] widened by this fraction of the span.
 RANGE_MARGIN = 0.1
-#: A calibrated CPU outside every model's training data is corrected by the cross-device model, with the
-#: device features of the nearest trained CPU (see :func:`select_residual`; GPUs are not).
-UNSEEN_CPU_APPLIES = True
+
+
+def unseen_cpu_applies(profile: Any) -> bool:
+    """Whether ``profile``, outside every model's training data, is still corrected by the cross-device model
+    (with the device features of the nearest trained CPU) and without a wider interval: a *calibrated CPU*
+    (see :func:`select_residual`; a GPU is not, nor a datasheet profile)."""
+    return profile.kind == "cpu" and profile.source == "calibrated"
 
 
 class ResidualModelError(TraincostUsageError):
@@ -691,7 +695,7 @@ def select_residual(profile: Any, folder: str | os.PathLike[str] | None = None, 
     :func:`proxy_features`): a residual corrects the errors of one profile's fitted curves, and another
     device's profile (a datasheet one above all) errs differently. Checked on public ResNet-50 rows: the
     H200's residual applied to datasheet A100/V100 profiles made the error worse, not better. A *calibrated
-    CPU* in no training data does get the cross-device model (:data:`UNSEEN_CPU_APPLIES`): measured on two
+    CPU* in no training data does get the cross-device model (:func:`unseen_cpu_applies`): measured on two
     CPUs, the residual of one applied to the other's calibrated profile halves the error (Intel Xeon rows
     28.6 -> 13.9 % median with a model of the AMD EPYC and the H200, AMD rows 23.6 -> 13.1 % the other way).
     """
@@ -718,7 +722,7 @@ def select_residual(profile: Any, folder: str | os.PathLike[str] | None = None, 
         elif seen:
             device_models.append((path, "trained on this device"))
     skipped = f" (skipped: {'; '.join(problems)})" if problems else ""
-    unseen = unseen or (UNSEEN_CPU_APPLIES and profile.kind == "cpu" and profile.source == "calibrated")
+    unseen = unseen or unseen_cpu_applies(profile)
     for chosen in (device_models, cross_models, unseen_models if unseen else []):
         if not chosen:
             continue

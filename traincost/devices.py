@@ -101,6 +101,9 @@ MATH_MODES = ("fp32", "fp32_strict", "tf32", "bf16", "fp16")
 SOURCES = ("calibrated", "datasheet")
 KINDS = ("cuda", "cpu")
 CHANNELS_LAST = "_channels_last"
+#: Mode suffix of a kernel curve (:attr:`DeviceProfile.kernels`) measured on 2-d (N, C) activations: a
+#: ``BatchNorm1d`` after a linear layer, which a CPU runs on another path than 4-d maps.
+FLAT = "_2d"
 #: Dimensions of a convolution's implicit GEMM a curve's depth term can use (``Curve.depth_kind``):
 #: ``c_in_kk`` = C_in / groups x kh x kw (forward reduction depth), ``c_out_kk`` = C_out / groups x kh x kw
 #: (grad-input reduction depth), ``positions`` = N x H_out x W_out (grad-weight reduction depth), and
@@ -317,15 +320,25 @@ class DeviceProfile:
         rows = table.get(f"{op_class}/{key}")
         return np.asarray(rows, dtype=float) if rows else None
 
+    def gemm_shape_points(self, mode: str, op: str) -> np.ndarray | None:
+        """The measured linear-layer GEMMs of the matmul curve of ``mode`` run as aten ``op`` (``"mm"`` or
+        ``"addmm"``) as rows (M, K, N, 1, measured / curve time) from ``properties["gemm_shape_factors"]``
+        (a calibrated CPU profile's), or ``None``; see :func:`shape_factor`."""
+        rows = (self.properties.get("gemm_shape_factors") or {}).get(f"matmul/{mode}/{op}")
+        return np.asarray(rows, dtype=float) if rows else None
+
     def kernel_curve(self, op: str, mode: str, channels_last: bool = False) -> Curve | None:
         """The memory curve of aten ``op`` (``"native_batch_norm"`` or ``"aten.native_batch_norm"``) in math
-        ``mode``, or ``None``. Fallbacks: the ``_channels_last`` curve when asked and present, else the plain
-        mode, else (a bandwidth-bound op: bytes already scale with the dtype) the fp32 curves."""
+        ``mode``, or ``None``. Fallbacks: the :data:`FLAT` curve when ``mode`` carries that suffix (a 2-d
+        activation) and present, the ``_channels_last`` curve when asked and present, else the plain mode,
+        else (a bandwidth-bound op: bytes already scale with the dtype) the fp32 curves."""
         curves = self.kernels.get(op.removeprefix("aten."))
         if not curves:
             return None
-        keys = [m for base in dict.fromkeys((mode, "fp32"))
-                for m in ([base + CHANNELS_LAST] if channels_last else []) + [base]]
+        flat = mode.endswith(FLAT)
+        keys = [m for base in dict.fromkeys((mode.removesuffix(FLAT), "fp32"))
+                for m in ([base + FLAT] if flat else []) + ([base + CHANNELS_LAST] if channels_last else [])
+                + [base]]
         return next((curves[k] for k in keys if k in curves), None)
 
     def device_time_s(self, op_class: str, mode: str, flops: float, bytes_moved: float,

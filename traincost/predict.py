@@ -102,6 +102,7 @@ from traincost.devices import (
     CONV_DEPTH_KINDS,
     DEPTH_KINDS,
     FIRST_TOUCH_MIN_BYTES,
+    FLAT,
     Curve,
     DeviceProfile,
     ProfileError,
@@ -256,6 +257,23 @@ def activation_channels(input_shapes: Sequence[tuple[int, ...]]) -> float:
     return float(input_shapes[0][1]) if input_shapes and len(input_shapes[0]) == 4 else 0.0
 
 
+#: aten ops whose 2-d (N, C) input is priced on a kernel curve of its own (mode suffix ``FLAT``).
+_FLAT_KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward")
+#: Codes of ``OpTable.gemm_op``: the matmul ops a profile's linear-layer shape factors correct.
+_GEMM_OPS = {"mm": 1, "addmm": 2}
+
+
+def gemm_mkn(op: str, input_shapes: Sequence[tuple[int, ...]]) -> tuple[float, float, float]:
+    """(M, K, N) of ``aten.mm`` ((M, K) @ (K, N)) or ``aten.addmm`` (bias, (M, K), (K, N)), the coordinates of
+    a linear-layer shape factor (:meth:`DeviceProfile.gemm_shape_points`); zeros for other ops or shapes."""
+    name = op.removeprefix("aten.").split(".")[0]
+    shapes = input_shapes[1:3] if name == "addmm" else input_shapes[:2]
+    if name not in _GEMM_OPS or len(shapes) < 2 or len(shapes[0]) != 2 or len(shapes[1]) != 2 \
+            or shapes[0][1] != shapes[1][0]:
+        return (0.0, 0.0, 0.0)
+    return (float(shapes[0][0]), float(shapes[0][1]), float(shapes[1][1]))
+
+
 def gemm_min_dim(op: str, input_shapes: Sequence[tuple[int, ...]]) -> float:
     """The smallest of M, N and K of a matrix multiply (``aten.mm``: (M, K) @ (K, N); ``aten.addmm``: bias,
     (M, K), (K, N); ``aten.bmm``: batches of them), the depth a matmul curve's ``min_mnk`` term reads; 0
@@ -303,6 +321,8 @@ class OpTable:
     opt_weight: np.ndarray
     fresh_bytes: np.ndarray
     conv_shapes: np.ndarray
+    gemm_shapes: np.ndarray
+    gemm_op: np.ndarray
     compute_groups: dict[tuple[str, str], np.ndarray]
     op_groups: dict[str, dict[str, np.ndarray]]
     sync_index: int | None
@@ -334,6 +354,8 @@ class OpTable:
         opt_weight = np.zeros(n)
         fresh_bytes = np.zeros(n)
         conv_shapes = np.zeros((n, 4))
+        gemm_shapes = np.zeros((n, 4))
+        gemm_op = np.zeros(n, dtype=np.int8)
         groups: dict[tuple[str, str], list[int]] = {}
         op_groups: dict[str, dict[str, list[int]]] = {}
         region_start = None
@@ -363,7 +385,10 @@ class OpTable:
                 depths["channels"][i] = activation_channels(r.input_shapes)
             if kernel[i] and nbytes[i] > 0:
                 op = r.op.removeprefix("aten.")
-                op_groups.setdefault(op, {}).setdefault(math_mode(r.input_dtypes, precision), []).append(i)
+                mode = math_mode(r.input_dtypes, precision)
+                if op in _FLAT_KERNEL_OPS and r.input_shapes and len(r.input_shapes[0]) == 2:
+                    mode += FLAT
+                op_groups.setdefault(op, {}).setdefault(mode, []).append(i)
             if not kernel[i] or r.flops <= 0:
                 continue
             cc = _compute_class(r.op, r.op_class, r.input_shapes, r.output_shapes)
@@ -376,13 +401,19 @@ class OpTable:
                 conv_shapes[i] = conv_shape(r.op, r.input_shapes, r.output_shapes)
             elif r.op_class == "matmul":
                 depths["min_mnk"][i] = gemm_min_dim(r.op, r.input_shapes)
+                mkn = gemm_mkn(r.op, r.input_shapes)
+                if mkn[0] > 0:
+                    gemm_shapes[i] = (*mkn, 1.0)
+                    gemm_op[i] = _GEMM_OPS[r.op.removeprefix("aten.").split(".")[0]]
             groups.setdefault((cc, math_mode(r.input_dtypes, precision)), []).append(i)
         sync_index = region_start if precision == "fp16" and region_start is not None else None
         if param_bytes is None:
             param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
         return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
                    depth=depth, depths=depths, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
-                   opt_weight=opt_weight, fresh_bytes=fresh_bytes, conv_shapes=conv_shapes, compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
+                   opt_weight=opt_weight, fresh_bytes=fresh_bytes, conv_shapes=conv_shapes,
+                   gemm_shapes=gemm_shapes, gemm_op=gemm_op,
+                   compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
                    op_groups={op: {m: np.asarray(v, dtype=np.int64) for m, v in by_mode.items()}
                               for op, by_mode in op_groups.items()},
                    sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
@@ -453,12 +484,27 @@ class OpTable:
                 return np.zeros(len(idx))
             curve = profile.compute[found[0]][found[1]]
             t = curve_time(curve, work, self.depths[curve.depth_kind][idx])
+            if cls == "matmul":
+                return t * self._gemm_factor(profile, found[1], idx)
             points = profile.shape_points(*found) if cls.startswith("conv") else None
             return t * shape_factor(points, self.conv_shapes[idx]) if points is not None else t
 
         if cc == "conv_backward" and all(mode in profile.compute.get(c, {}) for c in _SPLIT_BACKWARD):
             return timed(_SPLIT_BACKWARD[0], flops / 2) + timed(_SPLIT_BACKWARD[1], flops / 2)
         return timed(cc, flops)
+
+    def _gemm_factor(self, profile: DeviceProfile, key: str, idx: np.ndarray) -> np.ndarray:
+        """Linear-layer shape factors of matmul ops ``idx`` on the curve ``key``: each ``mm`` / ``addmm`` near
+        the profile's measured linear-layer GEMMs of the same op takes their measured / curve time
+        (:meth:`DeviceProfile.gemm_shape_points`, :func:`traincost.devices.shape_factor`); 1 otherwise."""
+        factor = np.ones(len(idx))
+        codes = self.gemm_op[idx]
+        for op, code in _GEMM_OPS.items():
+            sel = codes == code
+            points = profile.gemm_shape_points(key, op) if sel.any() else None
+            if points is not None:
+                factor[sel] = shape_factor(points, self.gemm_shapes[idx[sel]])
+        return factor
 
 
 def curve_time(curve: Curve, work: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
@@ -875,8 +921,7 @@ def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
     outside = corr.out_of_range(features, ranges) if features is not None else []
     # a device outside the model's training data (proxy device features): wider, except a calibrated CPU,
     # whose unwidened interval already covered 84 % / 80 % of the other CPU's runs at 80 % (NOTES, session 5)
-    if model is not None and model_features is not features and not (
-            profile.kind == "cpu" and profile.source == "calibrated"):
+    if model is not None and model_features is not features and not corr.unseen_cpu_applies(profile):
         outside.append("the device")
     factors = corr.interval_factors(quantiles, datasheet=profile.source == "datasheet", out_of_range_features=outside)
     interval = None

@@ -17,10 +17,17 @@ goes on, so nothing measured is lost):
   inside ``torch.autocast`` (a tiny ``mm`` = two casts + mm: seconds / 3 aten ops); ``launch`` (CUDA): device
   time of a tiny kernel back to back (the host is made to run ahead by a ``torch.cuda._sleep`` kernel).
 * ``optimizer``: ``step()`` of SGD (momentum 0.9) and AdamW, ``foreach=True``, on parameter lists shaped like
-  real models; fitted as fixed + per tensor + per byte.
+  real models, and (full CPU grid) two tiny lists that pin the step's fixed cost (a CPU's AdamW step costs
+  ~100 us before its first tensor); fitted as fixed + per tensor + per byte.
+* ``linear`` (full CPU grid): the three GEMMs of a linear layer as a training step runs them (forward
+  ``addmm`` with the weight transposed and a bias, input-gradient ``mm``, weight-gradient ``mm`` with a
+  transposed operand) over batches 8-512 and 16-4096 features; their measured / curve time is kept per op
+  (``properties["gemm_shape_factors"]``, read as the conv shape factors are): at batch 8-32 the Intel Xeon
+  VM ran them up to 6x below the square-GEMM curve, the AMD EPYC within ~1.4x of it.
 * ``kernel`` (CPU): single memory-bound ops on curves of their own (``DeviceProfile.kernels``): batch norm
   and max pooling forward and backward (with a depth term on the channels when it fits clearly better),
-  dropout's ``bernoulli_`` mask and autocast's ``_to_copy`` casts.
+  dropout's ``bernoulli_`` mask and autocast's ``_to_copy`` casts; batch norm also on 2-d (N, C) activations
+  (mode suffix ``_2d``: ``BatchNorm1d``, whose CPU backward runs 3-10x below the 4-d curve).
 * ``first_touch`` (CPU): a fresh ``clone`` of 16-128 MiB against ``copy_`` into an existing tensor: from 32
   MiB glibc maps every new block afresh and the first write page-faults (``properties
   ["first_touch_s_per_byte"]``).
@@ -41,10 +48,11 @@ Order and budget: the cheap families a profile cannot do without run first (memo
 launch, optimizer), then matmul, then the convolutions; a size series stops growing once one call takes
 longer than ``max_call_s``, and points still queued after ``deadline_s`` (full GPU 120 s, quick CPU 50 s)
 are skipped and listed in ``raw["skipped"]``; Ctrl-C or SIGTERM (``timeout``) stops measuring and the
-profile is fitted from what was measured (``properties["interrupted"]``). Full GPU: 643 points (560 conv), about a minute on an H200
-by count (sizes x repeats x inner loops of ~2 ms); quick CPU: 218 points, ~15 s on 2 cores; full CPU: 2013
-points, ~105 s. ``properties["host_load"]`` says how busy the host was (other processes' CPU seconds per
-second): on a CPU device a busy host stalls the intra-op thread pool and inflates every timing.
+profile is fitted from what was measured (``properties["interrupted"]``). Full GPU: 643 points (560
+conv), about a minute on an H200 by count (sizes x repeats x inner loops of ~2 ms); quick CPU: 218 points,
+~15 s on 2 cores; full CPU: 2509 points, ~2 minutes on the 2-core AMD EPYC. ``properties["host_load"]``
+says how busy the host was (other processes' CPU seconds per second): on a CPU device a busy host stalls
+the intra-op thread pool and inflates every timing.
 """
 
 from __future__ import annotations
@@ -71,8 +79,9 @@ from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
 from traincost.devices import (
     CHANNELS_LAST,
     CONV_DEPTH_KINDS,
-    FIRST_TOUCH_MIN_BYTES,
     DEFAULT_DISPATCH_S,
+    FIRST_TOUCH_MIN_BYTES,
+    FLAT,
     SCHEMA_VERSION,
     Curve,
     DeviceProfile,
@@ -120,6 +129,22 @@ _CONV_PASSES = ("fwd", "bwd_input", "bwd_weight", "bwd")
 _GEMM_SKINNY = ((8, 1024, 1024), (1024, 8, 1024), (32, 2048, 2048), (2048, 32, 2048), (128, 1024, 1024),
                 (1024, 128, 1024), (2048, 256, 2048), (16, 4096, 512))
 
+#: Linear layers (B, in, out) (CPU grid), timed as a training step runs them (``linear``): the forward
+#: ``addmm(bias, x, W.t())`` (GEMM M = B, K = in, N = out, the weight transposed), the input gradient
+#: ``mm(g, W)`` (B, out, in) and the weight gradient ``mm(g.t(), x)`` (out, B, in, a transposed operand). A
+#: CPU runs them up to 5x off the square-GEMM curve (an fc step at batch 8-128). Work above
+#: :data:`_LINEAR_MAX_FLOPS` is left to the curve (within 25 % there).
+_LINEAR_BATCHES = (8, 32, 128, 512)
+_LINEAR_FEATURES = (32, 128, 512, 2048)
+_LINEAR_OUTPUTS = (16, 64, 256, 1024, 4096)
+_LINEAR_MAX_FLOPS = 1.1e9
+_LINEAR_ROLES = ("fwd", "bwd_input", "bwd_weight")
+#: 2-d activations (N, C) of the kernel curves of batch norm (``BatchNorm1d`` after a linear layer, mode
+#: suffix :data:`~traincost.devices.FLAT`): PyTorch's CPU batch norm runs them on another path than 4-d maps,
+#: its backward 3-10x below the 4-d curve.
+_FLAT_KERNEL_SHAPES = tuple((n, c) for n in (8, 64, 512) for c in (32, 256, 2048))
+_FLAT_KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward")
+
 #: Memory-bound aten ops measured on their own curve (``DeviceProfile.kernels``): PyTorch's CPU batch norm
 #: and max pooling run 4-20x below the elementwise ``add`` rate every other memory-bound op is priced on,
 #: dropout's mask (``bernoulli_``: one random number per element) ~100x below it; ``_to_copy`` is the
@@ -162,6 +187,8 @@ class _Settings:
     kernel_batches: tuple[int, ...] = ()   # batches of _KERNEL_MAPS for the kernel curves (() = none)
     kernel_modes: tuple[str, ...] = ()     # math modes (+ _channels_last) of the kernel curves
     first_touch_sizes: tuple[int, ...] = ()  # bytes of the fresh-allocation points (CPU; () = none)
+    linear_shapes: tuple[tuple[int, int, int], ...] = ()  # (B, in, out) of the linear-layer points (() = none)
+    flat_kernel_shapes: tuple[tuple[int, int], ...] = ()  # (N, C) of the 2-d batch-norm kernel points
 
 
 def _geom(lo: int, hi: int, factor: int) -> tuple[int, ...]:
@@ -171,6 +198,11 @@ def _geom(lo: int, hi: int, factor: int) -> tuple[int, ...]:
         out.append(x)
         x *= factor
     return tuple(out)
+
+
+def _linear_shapes() -> tuple[tuple[int, int, int], ...]:
+    return tuple((b, i, o) for b in _LINEAR_BATCHES for i in _LINEAR_FEATURES for o in _LINEAR_OUTPUTS
+                 if 2 * b * i * o <= _LINEAR_MAX_FLOPS)
 
 
 def _settings(kind: str, quick: bool, total_memory: int) -> _Settings:
@@ -211,8 +243,9 @@ def _settings(kind: str, quick: bool, total_memory: int) -> _Settings:
         conv_strict=False, mem_sizes=_geom(4 << 10, 128 << 20, 2),
         kernel_batches=(1, 8, 32), kernel_modes=("fp32", "bf16", "fp32" + CHANNELS_LAST, "bf16" + CHANNELS_LAST),
         first_touch_sizes=(16 << 20, 64 << 20, 128 << 20),
-        dispatch_n=5000, optimizer_lists=("mlp", "resnet18_half", "resnet18", "many_small", "few_large",
-                                          "resnet50"), deadline_s=600.0)
+        linear_shapes=_linear_shapes(), flat_kernel_shapes=_FLAT_KERNEL_SHAPES,
+        dispatch_n=5000, optimizer_lists=("tiny", "small", "mlp", "resnet18_half", "resnet18", "many_small",
+                                          "few_large", "resnet50"), deadline_s=600.0)
 
 
 # ------------------------------------------------------------------------------------------- devices
@@ -507,6 +540,25 @@ def _gemm_point(run: _Run, mode: str, m: int, k: int, n: int) -> dict[str, Any]:
     return {"mode": mode, "shape": [m, k, n], "work": 2 * m * k * n, **res}
 
 
+def _linear_point(run: _Run, mode: str, batch: int, features: int, outputs: int, role: str) -> dict[str, Any]:
+    """One GEMM of a linear layer as a training step runs it (see :data:`_LINEAR_ROLES`); ``shape`` = the
+    GEMM's [M, K, N], ``op`` = the aten op (``addmm`` or ``mm``)."""
+    dtype = _DTYPES[mode]
+    w = _randn((outputs, features), dtype, run.dev)
+    if role == "fwd":
+        x, bias = _randn((batch, features), dtype, run.dev), _randn((outputs,), dtype, run.dev)
+        fn, op, shape = (lambda: torch.addmm(bias, x, w.t())), "addmm", [batch, features, outputs]
+    elif role == "bwd_input":
+        g = _randn((batch, outputs), dtype, run.dev)
+        fn, op, shape = (lambda: torch.mm(g, w)), "mm", [batch, outputs, features]
+    else:
+        g, x = _randn((batch, outputs), dtype, run.dev), _randn((batch, features), dtype, run.dev)
+        fn, op, shape = (lambda: torch.mm(g.t(), x)), "mm", [outputs, batch, features]
+    with _math_mode(run.dev, mode):
+        res = run.timer.measure(fn)
+    return {"mode": mode, "role": role, "op": op, "shape": shape, "work": 2 * batch * features * outputs, **res}
+
+
 def _conv_point(run: _Run, mode: str, shape: tuple[int, int, int, int, int], batch: int,
                 cpass: str) -> dict[str, Any]:
     cin, cout, hw, kk, stride = shape
@@ -587,8 +639,8 @@ def _kernel_point(run: _Run, op: str, mode: str, shape: tuple[int, ...],
 
     cost = formulas.price("aten." + op, tree_map(info, args), {}, tree_map(info, out))
     res = run.timer.measure(fn)
-    return {"op": op, "mode": mode, "shape": list(shape), "window": list(window),
-            "work": cost.bytes_read + cost.bytes_written, **res}
+    return {"op": op, "mode": mode + (FLAT if len(shape) == 2 else ""), "shape": list(shape),
+            "window": list(window), "work": cost.bytes_read + cost.bytes_written, **res}
 
 
 def _first_touch_point(run: _Run, nbytes: int) -> dict[str, Any]:
@@ -697,6 +749,10 @@ def _resnet_shapes(width: int, blocks: tuple[int, ...], bottleneck: bool) -> lis
 
 
 def _param_list(name: str) -> list[tuple[int, ...]]:
+    if name == "tiny":  # a step's fixed cost: the optimizer's Python around two tiny tensors
+        return [(64,)] * 2
+    if name == "small":  # a one-hidden-layer fc model: six tensors of a few KiB
+        return [(64, 64), (64,), (64,), (64,), (16, 64), (16,)]
     if name == "mlp":
         return [(1024, 784), (1024,), (1024, 1024), (1024,), (10, 1024), (10,)]
     if name == "resnet18_half":
@@ -770,6 +826,11 @@ def _plan(run: _Run, modes: list[str]) -> list[_Point]:
         for (m, k, n) in s.gemm_rects:
             pts.append(_Point("matmul", f"matmul {mode} {m}x{k}x{n}",
                               lambda mode=mode, m=m, k=k, n=n: _gemm_point(run, mode, m, k, n)))
+        for (b, i, o) in s.linear_shapes:
+            for role in _LINEAR_ROLES:
+                pts.append(_Point("linear", f"linear {role} {mode} b{b} {i}->{o}",
+                                  lambda mode=mode, b=b, i=i, o=o, role=role:
+                                  _linear_point(run, mode, b, i, o, role)))
     conv_modes = [m for m in modes if m != "tf32"]  # tf32 conv = PyTorch's default fp32 conv on CUDA
     conv_modes += [m + CHANNELS_LAST for m in s.conv_cl_modes if m in modes]
     if run.dev.type == "cuda" and s.conv_strict:
@@ -795,6 +856,12 @@ def _plan(run: _Run, modes: list[str]) -> list[_Point]:
                         pts.append(_Point("kernel", f"kernel {op} {mode} {batch}x{c}x{hw}x{hw} k{w[0]}s{w[1]}",
                                           lambda op=op, mode=mode, shape=(batch, c, hw, hw), w=w:
                                           _kernel_point(run, op, mode, shape, w), f"kernel-{op}-{mode}-{c}-{w}"))
+    for op in _FLAT_KERNEL_OPS:
+        for mode in dict.fromkeys(m.removesuffix(CHANNELS_LAST) for m in s.kernel_modes):
+            for shape in s.flat_kernel_shapes:
+                pts.append(_Point("kernel", f"kernel {op} {mode + FLAT} {shape[0]}x{shape[1]}",
+                                  lambda op=op, mode=mode, shape=shape:
+                                  _kernel_point(run, op, mode, shape, _POOL_WINDOWS[0])))
     # a second round of the (cheap) dispatch loops, far apart in time from the first: the fit keeps the
     # lower of the two, so a passing disturbance of the host does not become the profile's dispatch cost
     pts += [_Point(p.family, p.label + " (round 2)", p.run) for p in dispatch]
@@ -958,7 +1025,7 @@ def _fit(rows: list[dict[str, Any]], cache_tier: bool) -> tuple[Curve, Any]:
         dims = [min(r["shape"]) for r in rows]
         curve, rep = fit_curve(work, times, depth=dims if len(set(dims)) > 1 else None)
         return (dataclasses.replace(curve, depth_kind="min_mnk") if curve.k_half > 0 else curve), rep
-    if rows and rows[0].get("op") in _CHANNEL_KERNELS:
+    if rows and rows[0].get("op") in _CHANNEL_KERNELS and not rows[0]["mode"].endswith(FLAT):
         plain = fit_curve(work, times, cache_tier=cache_tier)
         curve, rep = fit_curve(work, times, depth=[r["shape"][1] for r in rows])
         if curve.k_half > 0 and rep.median_ape < plain[1].median_ape * (1 - _DEPTH_KIND_MARGIN):
@@ -1197,8 +1264,10 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
         memory = _minus_latency(memory, dispatch_s)
         reduction = _minus_latency(reduction, dispatch_s)
         kernels = {op: {m: _minus_latency(c, dispatch_s) for m, c in modes_.items()} for op, modes_ in kernels.items()}
-    properties = {**_first_touch_fit(raw),
-                  "conv_shape_factors": _shape_factor_table(raw, compute, dispatch_s if kind == "cpu" else 0.0)}
+    host_s = dispatch_s if kind == "cpu" else 0.0
+    properties = {**_first_touch_fit(raw), "conv_shape_factors": _shape_factor_table(raw, compute, host_s)}
+    if raw.get("linear"):
+        properties["gemm_shape_factors"] = _gemm_factor_table(raw, compute, host_s)
     # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement,
     # its curve and its measured shapes.
     if kind == "cuda" and has_tf32:
@@ -1241,6 +1310,25 @@ def _shape_factor_table(raw: dict[str, Any], compute: dict[str, dict[str, Curve]
         out = (sh["hw"] + 2 * (k // 2) - k) // sh["stride"] + 1
         table.setdefault(f"{cls}/{r['mode']}", []).append(
             [sh["c_in"], sh["c_out"], k * k, sh["batch"] * out * out, round(measured / predicted, 4)])
+    return table
+
+
+def _gemm_factor_table(raw: dict[str, Any], compute: dict[str, dict[str, Curve]], dispatch_s: float
+                       ) -> dict[str, list[list[float]]]:
+    """``properties["gemm_shape_factors"]``: per matmul curve and aten op (``"matmul/<mode>/<op>"``, op
+    ``addmm`` or ``mm``), each measured linear-layer GEMM as [M, K, N, 1, measured / curve time] (the
+    coordinates :func:`traincost.devices.shape_factor` reads; the fourth is a constant). ``dispatch_s`` as
+    in :func:`_shape_factor_table`."""
+    table: dict[str, list[list[float]]] = {}
+    for r in raw.get("linear", []):
+        curve = compute.get("matmul", {}).get(r["mode"])
+        if curve is None:
+            continue
+        predicted = curve.time_s(r["work"], min(r["shape"]) if curve.k_half > 0 else None)
+        measured = r["median_s"] - dispatch_s
+        if predicted > 0 and measured > 0:
+            table.setdefault(f"matmul/{r['mode']}/{r['op']}", []).append(
+                [*r["shape"], 1, round(measured / predicted, 4)])
     return table
 
 
