@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from residual import CPU, H200, INTEL  # this folder: the committed training datasets
+from residual import CPU, H200, INTEL, lofo_seed_medians  # this folder: the committed training datasets
 
 #: The grid: around the shipped defaults (depth 3, eta 0.05, 300 trees, min_child_weight 5).
 GRID = {
@@ -46,7 +46,7 @@ def main() -> None:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
 
-    from traincost.calibrate.fit import build_frame, combine_repeats, evaluate
+    from traincost.calibrate.fit import build_frame, combine_repeats
     from traincost.correction import ResidualModel
 
     frames = {"cpu-2core-x86_64": CPU, "cpu-intel-xeon-2core": INTEL, "h200-families": H200}
@@ -67,9 +67,7 @@ def main() -> None:
         params = {**base, **point}
         row = {}
         for name, fr in frames.items():
-            meds = [evaluate(fr, "family", params={**params, "random_state": s})[0]["corrected"]["median_ape"]
-                    for s in range(args.seeds)]
-            row[name] = float(np.mean(meds))
+            row[name] = float(np.mean(lofo_seed_medians(fr, params, args.seeds)))
         choice = sum(v for n, v in row.items() if n != args.judge)
         scores.append((choice, point, row))
         mark = " (defaults)" if all(defaults[k] == v for k, v in point.items()) else ""

@@ -99,6 +99,15 @@ def _cpu_measured_as_dataset(path: Path, out: Path, profile_name: str) -> Path:
     return out
 
 
+def lofo_seed_medians(frame, params: dict, seeds: int) -> list[float]:
+    """The leave-one-family-out corrected median APE of ``frame`` for each of ``seeds`` seeds of the residual's
+    subsampling (``random_state`` 0..seeds-1)."""
+    from traincost.calibrate.fit import evaluate
+
+    return [evaluate(frame, "family", params={**params, "random_state": seed})[0]["corrected"]["median_ape"]
+            for seed in range(seeds)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "traincost-residual-features.csv"),
@@ -178,8 +187,7 @@ def main() -> None:
     for name in ("cpu-2core-x86_64", "cpu-intel-xeon-2core"):
         if name not in frames:
             continue
-        meds = [evaluate(frames[name], "family", params={**params, "random_state": seed})[0]["corrected"]["median_ape"]
-                for seed in range(args.seeds)]
+        meds = lofo_seed_medians(frames[name], params, args.seeds)
         print(f"{name:<22} {np.mean(meds):>27.2f} {np.std(meds):>5.2f} {min(meds):>6.2f} {max(meds):>6.2f}   "
               + " ".join(f"{m:.2f}" for m in meds))
 
