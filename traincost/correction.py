@@ -331,8 +331,8 @@ class ResidualModel:
     The default ``objective`` is the absolute error of the log residual: the trees fit its conditional
     median, the statistic the accuracy targets are judged by (median APE), and one bad run of a noisy
     sweep pulls a leaf less than under squared error. Measured against ``reg:squarederror`` (leave one
-    family out, six seeds of the subsampling): AMD EPYC 10.93 -> 10.41 %, Intel Xeon 10.24 -> 8.67 %,
-    H200 14.99 -> 14.67 % (NOTES.md, "Sessions 10-11").
+    family out; the CPUs over six seeds of the subsampling, the H200 at seed 0): AMD EPYC 10.93 -> 10.41 %,
+    Intel Xeon 10.24 -> 8.67 %, H200 14.9 -> 14.7 % (NOTES.md, "Sessions 10-11").
     """
 
     def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
