@@ -153,10 +153,10 @@ def main() -> None:
             _line(name, rep)
             if split == "family":
                 family_reports[name] = rep
-        if len(set(fr.meta["device"])) > 1:
-            for dev, r in rep["per_device"].items():
-                print(f"{'  ' + dev[:20]:<22} {'  per device':<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
-                      f"{_pct(r['corrected']):>17}")
+            if len(set(fr.meta["device"])) > 1:  # the rows of each device within this split's folds
+                for dev, r in rep["per_device"].items():
+                    print(f"{'  ' + dev[:20]:<22} {'  ' + split[:11]:<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
+                          f"{_pct(r['corrected']):>17}")
 
     if INTEL:
         print("\n== 1b. Leave one CPU out: the cross-device model of one CPU's sweeps + the H200, on the other CPU ==")
