@@ -148,14 +148,15 @@ def main() -> None:
     _header()
     family_reports = {}
     for name, fr in frames.items():
+        several_devices = fr.meta["device"].nunique() > 1
         for split in ("family", "architecture"):
             rep, _ = evaluate(fr, split, params=params)
             _line(name, rep)
             if split == "family":
                 family_reports[name] = rep
-            if len(set(fr.meta["device"])) > 1:  # the rows of each device within this split's folds
+            if several_devices:  # the rows of each device within this split's folds
                 for dev, r in rep["per_device"].items():
-                    print(f"{'  ' + dev[:20]:<22} {'  ' + split[:11]:<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
+                    print(f"{'  ' + dev[:20]:<22} {split:<13} {r['n']:>5}  {_pct(r['analytic']):>16}  "
                           f"{_pct(r['corrected']):>17}")
 
     if INTEL:
