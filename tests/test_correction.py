@@ -39,11 +39,19 @@ def fitted() -> C.ResidualModel:
 # ------------------------------------------------------------------------------------------ estimator contract
 
 
+def test_num_parallel_tree_grows_that_many_trees_per_round():
+    X, y = synthetic()
+    for rounds, per_round in ((7, 1), (7, 3)):
+        m = C.ResidualModel(**{**FAST, "n_estimators": rounds, "num_parallel_tree": per_round}).fit(X, y)
+        assert len(m.booster_.get_dump()) == rounds * per_round
+
+
 def test_params_are_stored_as_given_and_clone_is_unfitted(fitted):
     m = C.ResidualModel(n_estimators=7, learning_rate=0.2)
     assert m.get_params()["n_estimators"] == 7 and m.get_params()["learning_rate"] == 0.2
     assert set(m.get_params()) == {"n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree",
-                                   "min_child_weight", "reg_lambda", "objective", "random_state", "n_jobs"}
+                                   "min_child_weight", "reg_lambda", "objective", "random_state", "n_jobs",
+                                   "num_parallel_tree"}
     assert m.set_params(max_depth=2) is m and m.max_depth == 2
     with pytest.raises(TraincostUsageError, match="unknown ResidualModel parameter 'depth'"):
         m.set_params(depth=3)

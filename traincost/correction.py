@@ -333,12 +333,18 @@ class ResidualModel:
     sweep pulls a leaf less than under squared error. Measured against ``reg:squarederror`` (leave one
     family out; the CPUs over six seeds of the subsampling, the H200 at seed 0): AMD EPYC 10.93 -> 10.41 %,
     Intel Xeon 10.24 -> 8.67 %, H200 14.9 -> 14.7 % (NOTES.md, "Sessions 10-11").
+
+    ``num_parallel_tree`` = 4: each boosting round grows four trees on different row / column subsamples and
+    averages them (bagged boosting; still one XGBoost booster), so one subsample seed moves a prediction
+    less. Chosen on the Intel Xeon and the H200 (leave one family out, three seeds: 8.84 -> 8.47 %,
+    14.64 -> 14.39 %), then read off the AMD EPYC (six seeds: 10.41 -> 10.27 %, sd 0.39 -> 0.13;
+    NOTES.md, "Session 14").
     """
 
     def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 5.0,
                  reg_lambda: float = 1.0, objective: str = "reg:absoluteerror", random_state: int = 0,
-                 n_jobs: int = 1) -> None:
+                 n_jobs: int = 1, num_parallel_tree: int = 4) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -349,6 +355,7 @@ class ResidualModel:
         self.objective = objective
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.num_parallel_tree = num_parallel_tree
 
     # ---- scikit-learn's parameter protocol
 
@@ -380,6 +387,7 @@ class ResidualModel:
                 "subsample": float(self.subsample), "colsample_bytree": float(self.colsample_bytree),
                 "min_child_weight": float(self.min_child_weight), "lambda": float(self.reg_lambda),
                 "seed": int(self.random_state), "nthread": int(self.n_jobs), "tree_method": "hist",
+                "num_parallel_tree": int(self.num_parallel_tree),
                 "verbosity": 0}
 
     # ---- fit / predict
