@@ -88,6 +88,15 @@ def test_the_feature_cache_skips_walks_of_the_same_code(frame, tmp_path, monkeyp
         F.build_frame([data], processes=1, cache=cache)
 
 
+def test_the_cache_hashes_each_profile_once_not_once_per_row(tmp_path, monkeypatch):
+    data = tiny_dataset(tmp_path / "d.csv")                           # 12 rows, one profile
+    hashed = []
+    real = F._profile_hash
+    monkeypatch.setattr(F, "_profile_hash", lambda p: hashed.append(p.name) or real(p))
+    F.build_frame([data], processes=1, cache=tmp_path / "cache.csv")
+    assert hashed == [CPU]
+
+
 def test_rows_not_ok_or_unwalkable_are_skipped_and_listed(tmp_path):
     rows = tiny_rows(per_family=2)
     rows[0]["status"] = "oom"

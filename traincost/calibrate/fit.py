@@ -212,8 +212,9 @@ def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Se
     row_profiles = [resolve_row_profile(r, profiles) for r in rows]
     version = code_version() if cache is not None else ""
     cached = _read_cache(Path(cache), version) if cache is not None else {}
-    distinct = {id(p): p for p in row_profiles}  # one hash per profile object, not per row (a profile's JSON
-    hashes = {pid: _profile_hash(p) for pid, p in distinct.items()} if cache is not None else {}  # is ~0.1 s)
+    # one hash per distinct profile object, not per row: hashing a profile's JSON takes ~0.1 s
+    hashes = ({id(p): _profile_hash(p) for p in {id(p): p for p in row_profiles}.values()}
+              if cache is not None else {})
     keys = [_cache_key(r, hashes[id(p)]) for r, p in zip(rows, row_profiles)] if cache is not None else []
     results: dict[int, tuple[Any, str]] = {}
     by_profile: dict[int, list[int]] = {}
