@@ -26,6 +26,7 @@ from traincost.devices import (
     load_shipped_profiles,
     profile_for,
     save_profile,
+    vector_lanes,
 )
 from traincost.errors import TraincostError, TraincostUsageError
 
@@ -391,6 +392,37 @@ def test_kernel_curve_fallbacks():
     # device_time_s reads the op's curve for the memory term
     assert p.device_time_s("norm", "fp32", 0, 4e6, op="aten.native_batch_norm") == pytest.approx(1e-6 + 4e6 / 2e9)
     assert p.device_time_s("norm", "fp32", 0, 4e6) == pytest.approx(p.memory.time_s(4e6))
+
+
+def test_vector_lanes_from_the_recorded_capability_else_the_flags():
+    assert vector_lanes({"cpu_capability": "AVX512", "cpu_flags": []}) == 16
+    assert vector_lanes({"cpu_capability": "AVX2", "cpu_flags": ["avx512f"]}) == 8   # what torch dispatches
+    assert vector_lanes({"cpu_flags": ["avx", "avx2", "avx512f"]}) == 16
+    assert vector_lanes({"cpu_flags": ["avx", "avx2"]}) == 8
+    assert vector_lanes({"cpu_flags": ["asimd"]}) == 4 and vector_lanes({}) == 4
+
+
+def test_kernel_tail_per_pixel_row_for_channels_off_the_vector_width():
+    table = {"native_batch_norm_backward/fp32_channels_last": {"4": 2e-8, "8": 6e-8}}
+    p = _profile(properties={"cpu_flags": ["avx512f"], "kernel_tail_s_per_row": table})
+    rows = np.array([1000.0] * 6)
+    got = p.kernel_tail_s("aten.native_batch_norm_backward", "fp32", np.array([4, 8, 16, 24, 32, 0]), rows)
+    # measured C: its value; 16 and 32 fill whole vectors; 24 not measured: the largest measured C (8)
+    assert got.tolist() == pytest.approx([1000 * 2e-8, 1000 * 6e-8, 0.0, 1000 * 6e-8, 0.0, 0.0], rel=1e-12)
+    assert p.kernel_tail_s("native_batch_norm_backward", "bf16", np.array([8]), np.array([1e3])).tolist() == [0.0]
+    assert p.kernel_tail_s("native_batch_norm", "fp32", np.array([8]), np.array([1e3])).tolist() == [0.0]
+    gpu = _profile(kind="cuda", properties={"kernel_tail_s_per_row": table})
+    assert gpu.kernel_tail_s("native_batch_norm_backward", "fp32", np.array([8]), np.array([1e3])).tolist() == [0.0]
+    bad = _profile(properties={"kernel_tail_s_per_row": {"native_batch_norm/fp32_channels_last": {"8": "fast"}}})
+    with pytest.raises(ProfileError, match=r"kernel_tail_s_per_row\.native_batch_norm/fp32_channels_last"):
+        bad.kernel_tail_s("native_batch_norm", "fp32", np.array([8]), np.array([1e3]))
+    # device_time_s adds it to the kernel curve of a channels_last op given its pixels (depth = channels)
+    p = _profile(kernels={"native_batch_norm_backward": {"fp32_channels_last": Curve(2e9, 1e-6)}},
+                 properties={"cpu_flags": ["avx512f"], "kernel_tail_s_per_row": table})
+    t = p.device_time_s("norm", "fp32", 0, 4e6, True, depth=8, op="aten.native_batch_norm_backward", rows=1000)
+    assert t == pytest.approx(1e-6 + 4e6 / 2e9 + 1000 * 6e-8, rel=1e-12)
+    assert p.device_time_s("norm", "fp32", 0, 4e6, False, depth=8, op="aten.native_batch_norm_backward",
+                           rows=1000) == pytest.approx(p.memory.time_s(4e6), rel=1e-12)  # contiguous: no tail
 
 
 def test_kernel_curve_of_a_2d_activation():

@@ -363,6 +363,36 @@ def test_gemm_factor_table_is_measured_over_curve_time_per_op():
                      "matmul/fp32/mm": [[1000, 8, 128, 1, round((20e-6 - 1e-6) / priced, 4)]]}  # no bf16 curve
 
 
+def test_kernel_tail_table_is_the_excess_per_pixel_over_the_whole_vector_curve():
+    from traincost.devices import Curve
+
+    def row(c, n, seconds, mode="fp32_channels_last", op="native_batch_norm_backward"):
+        return {"op": op, "mode": mode, "shape": [n, c, 64, 64], "work": 3 * 4 * n * c * 64 * 64, "median_s": seconds}
+    curve = Curve(1e10, 1e-5)
+    rows = [row(16, 8, 1e-3), row(32, 8, 2e-3),                             # whole AVX-512 vectors: the curve's
+            row(8, 1, 1e-3), row(8, 8, 4e-3), row(8, 32, 9e-3), row(4, 8, 1e-4),
+            row(8, 8, 1e-3, mode="fp32"),                                     # contiguous: no tail
+            row(8, 8, 1e-3, op="max_pool2d_with_indices")]                   # not a batch-norm op
+    assert [microbench._partial_vector(r, 16) for r in rows] == [False, False, True, True, True, True, False, False]
+    assert not microbench._partial_vector(row(8, 8, 1e-3), 8)               # AVX2: 8 channels fill a vector
+    table = microbench._kernel_tail_table({"kernel": rows}, {"native_batch_norm_backward": {
+        "fp32_channels_last": curve}}, 2e-6, 16)
+
+    def excess(c, n, seconds):
+        return max(0.0, seconds - 2e-6 - curve.time_s(3 * 4 * n * c * 64 * 64)) / (n * 64 * 64)
+    eight = sorted([excess(8, 1, 1e-3), excess(8, 8, 4e-3), excess(8, 32, 9e-3)])[1]  # median of three batches
+    assert table == {"native_batch_norm_backward/fp32_channels_last": {"4": 0.0,
+                                                                       "8": pytest.approx(eight, rel=1e-12)}}
+    assert excess(4, 8, 1e-4) == 0.0  # faster than the curve: floored at 0
+    # the curve is fitted on the whole-vector points only
+    kernels = microbench._fit_kernels({"kernel": rows[:2] + rows[2:4]}, [], [], 16)
+    assert set(kernels["native_batch_norm_backward"]) == {"fp32_channels_last"}
+    fits = []
+    microbench._fit_kernels({"kernel": rows}, [], fits, 16)
+    assert {f["mode"]: f["n"] for f in fits if f["class"] == "kernel:native_batch_norm_backward"} == \
+        {"fp32_channels_last": 2, "fp32": 1}
+
+
 def test_linear_points_flat_kernels_and_small_optimizer_lists_are_in_the_full_cpu_grid():
     s = microbench._settings("cpu", False, 1 << 34)
     assert (8, 128, 1024) in s.linear_shapes and all(2 * b * i * o <= 1.1e9 for b, i, o in s.linear_shapes)

@@ -156,6 +156,10 @@ def test_device_times_equal_the_profile_per_op(tiny):
             if step.get("precision") == "bf16" and profile.compute_curve("matmul", "bf16") is None:
                 continue
             got, _, _ = table.device_times(profile)
+            # the bytes curves as the step sees them: a cache tier only when the step's working set fits in it
+            profile = dataclasses.replace(
+                profile, memory=table._stream_curve(profile.memory), reduction=table._stream_curve(profile.reduction),
+                kernels={op: {m: table._stream_curve(c) for m, c in modes.items()} for op, modes in profile.kernels.items()})
             for i, r in enumerate(walk.records):
                 if r.op_class == "free" or r.host_only:
                     assert got[i] == 0.0
@@ -165,7 +169,8 @@ def test_device_times_equal_the_profile_per_op(tiny):
                 cl = walk.config.channels_last
                 flat = r.op.removeprefix("aten.") in P._FLAT_KERNEL_OPS and len(r.input_shapes[0]) == 2
                 want = profile.device_time_s(cc, mode + (FLAT if flat else ""), r.flops, r.bytes, cl,
-                                             P._depth(r.op_class, r.op, r.input_shapes) or None, op=r.op)
+                                             P._depth(r.op_class, r.op, r.input_shapes) or None, op=r.op,
+                                             rows=P.activation_pixels(r.input_shapes))
                 mkn = P.gemm_mkn(r.op, r.input_shapes)
                 if r.op_class == "matmul" and mkn[0] > 0:  # times the factor of the measured linear GEMMs near it
                     key = profile.compute_curve_key("matmul", mode, cl)[1]
@@ -558,6 +563,25 @@ def test_kernel_curve_channels_depth():
     assert profile.device_time_s("norm", "fp32", 0, 8e6, depth=P._depth("norm", "aten.native_batch_norm",
                                                                          [(8, 4, 32, 32)]),
                                  op="aten.native_batch_norm") == pytest.approx(memory[0], rel=1e-12)
+
+
+def test_channels_last_batch_norm_pays_a_partial_vector_per_pixel():
+    ins8, ins16 = ((16, 8, 32, 32),), ((16, 16, 32, 32),)
+    records = [rec("backward", "aten.native_batch_norm_backward", "norm", 0, 2e6, 1e6, ins=ins8),
+               rec("backward", "aten.native_batch_norm_backward", "norm", 0, 2e6, 1e6, ins=ins16),
+               rec("forward", "aten.relu_", "elementwise", 0, 1e6, 1e6, ins=ins8)]
+    curve = {"peak": 1e9, "latency_s": 1e-5}
+    profile = mock_profile(kind="cpu", kernels={"native_batch_norm_backward": {"fp32_channels_last": curve}},
+                           properties={"cpu_flags": ["avx2", "avx512f"], "kernel_tail_s_per_row": {
+                               "native_batch_norm_backward/fp32_channels_last": {"8": 5e-8}}})
+    _, _, memory = P.OpTable.from_records(records, channels_last=True).device_times(profile)
+    assert memory[0] == pytest.approx(1e-5 + 3e6 / 1e9 + 16 * 32 * 32 * 5e-8, rel=1e-12)  # 8 of 16 lanes
+    assert memory[1] == pytest.approx(1e-5 + 3e6 / 1e9, rel=1e-12)                        # whole vectors
+    assert memory[2] == pytest.approx(1e-6 + 2e6 / 1e11, rel=1e-12)                       # not a tail op
+    _, _, contiguous = P.OpTable.from_records(records).device_times(profile)
+    assert contiguous[0] == pytest.approx(1e-6 + 3e6 / 1e11, rel=1e-12)  # no channels_last curve, no tail
+    assert profile.device_time_s("norm", "fp32", 0, 3e6, True, depth=8, op="aten.native_batch_norm_backward",
+                                 rows=16 * 32 * 32) == pytest.approx(memory[0], rel=1e-12)
 
 
 def test_conv_shape_by_hand():

@@ -59,6 +59,7 @@ import statistics
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,6 +121,12 @@ CONV_DEPTH_KINDS = ("c_in_kk", "c_out_kk", "positions", "min_c_in_kk_positions",
 #: prices that write (:mod:`traincost.predict`); smaller blocks are reused without faults.
 FIRST_TOUCH_MIN_BYTES = 32 << 20
 DEPTH_KINDS = (*CONV_DEPTH_KINDS, "min_mnk", "channels")
+#: Kernel ops whose channels_last CPU kernels vectorise over the channels of each pixel: with C not a
+#: multiple of the SIMD vector's fp32 lanes (:func:`vector_lanes`) every pixel ends in a partial vector, a
+#: cost per pixel the bytes curve does not see (an AVX-512 Xeon's batch-norm backward on 8 or 24 channels
+#: runs 3-16x slower than its curve, on 16 or 32 at the curve). ``properties["kernel_tail_s_per_row"]``
+#: holds the measured seconds per pixel row (:meth:`DeviceProfile.kernel_tail_s`).
+TAIL_KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward")
 
 
 #: Conv shape factors (:func:`shape_factor`): the kernel width in log units of the GEMM dimensions, and the
@@ -144,6 +151,19 @@ def shape_factor(points: np.ndarray, shapes: np.ndarray) -> np.ndarray:
     w = np.exp(-0.5 * d2 / SHAPE_FACTOR_WIDTH ** 2)
     out = np.exp((w * logf).sum(axis=1) / (w.sum(axis=1) + SHAPE_FACTOR_PRIOR))
     return np.where(np.asarray(shapes, dtype=float).max(axis=1) > 0, out, 1.0)
+
+
+def vector_lanes(properties: Mapping[str, Any]) -> int:
+    """fp32 lanes of the SIMD vectors PyTorch's CPU kernels run on: ``properties["cpu_capability"]`` when
+    calibrate recorded it (``torch.backends.cpu.get_cpu_capability()``), else from ``cpu_flags``: 16 with
+    AVX-512, 8 with AVX2, 4 otherwise (SSE, NEON)."""
+    capability = str(properties.get("cpu_capability") or "").upper()
+    flags = properties.get("cpu_flags") or []
+    if capability.startswith("AVX512") or (not capability and "avx512f" in flags):
+        return 16
+    if capability.startswith("AVX2") or (not capability and "avx2" in flags):
+        return 8
+    return 4
 
 
 class ProfileError(TraincostUsageError):
@@ -327,6 +347,31 @@ class DeviceProfile:
         rows = (self.properties.get("gemm_shape_factors") or {}).get(f"matmul/{mode}/{op}")
         return np.asarray(rows, dtype=float) if rows else None
 
+    def kernel_tail_s(self, op: str, mode: str, channels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Seconds a channels_last CPU kernel of :data:`TAIL_KERNEL_OPS` adds to its curve for the partial
+        SIMD vector ending each of its ``rows`` pixels (N x H x W) when ``channels`` is not a multiple of
+        :func:`vector_lanes`: ``rows`` x the measured seconds per row at that channel count
+        (``properties["kernel_tail_s_per_row"]["<op>/<mode>_channels_last"]``, keyed by C), or at the largest
+        measured C for a C not measured (the measured counts are below one vector: 4 and 8). 0 where
+        nothing was measured."""
+        table = (self.properties.get("kernel_tail_s_per_row") or {}).get(
+            f"{op.removeprefix('aten.')}/{mode}{CHANNELS_LAST}") if self.kind == "cpu" else None
+        channels = np.asarray(channels, dtype=float)
+        if not table:
+            return np.zeros(channels.shape)
+        try:
+            measured = {int(c): float(v) for c, v in table.items()}
+        except (TypeError, ValueError, AttributeError):
+            measured = {}
+        if not measured or not all(math.isfinite(v) and v >= 0 for v in measured.values()):
+            raise ProfileError(f"profile {self.name!r}: properties.kernel_tail_s_per_row.{op.removeprefix('aten.')}/"
+                               f"{mode}{CHANNELS_LAST} must map channel counts to non-negative seconds, got {table!r}"[:300])
+        other = measured[max(measured)]
+        lanes = vector_lanes(self.properties)
+        per_row = np.array([0.0 if c <= 0 or c % lanes == 0 else measured.get(int(c), other)
+                            for c in channels.ravel()]).reshape(channels.shape)
+        return per_row * np.asarray(rows, dtype=float)
+
     def kernel_curve(self, op: str, mode: str, channels_last: bool = False) -> Curve | None:
         """The memory curve of aten ``op`` (``"native_batch_norm"`` or ``"aten.native_batch_norm"``) in math
         ``mode``, or ``None``. Fallbacks: the :data:`FLAT` curve when ``mode`` carries that suffix (a 2-d
@@ -342,13 +387,16 @@ class DeviceProfile:
         return next((curves[k] for k in keys if k in curves), None)
 
     def device_time_s(self, op_class: str, mode: str, flops: float, bytes_moved: float,
-                      channels_last: bool = False, depth: float | None = None, op: str | None = None) -> float:
+                      channels_last: bool = False, depth: float | None = None, op: str | None = None,
+                      rows: float = 0.0) -> float:
         """Device seconds of one op: ``max(compute time, memory time, launch_s)`` (a roofline with
         achieved rates). ``depth``: the reduction depth of the compute curve's GEMM (see :class:`Curve`).
         Ops of classes without a compute curve are priced by bytes: ``reduction`` by the reduction curve and
         everything else by the memory curve, or by the kernel curve of ``op`` when the profile has one
         (:meth:`kernel_curve`) and it is slower; ``free`` ops cost 0. (The predictor prices a ``convolution_backward``
-        computing both gradients as its two passes, each on its own curve: see :mod:`traincost.predict`.)"""
+        computing both gradients as its two passes, each on its own curve: see :mod:`traincost.predict`.)
+        ``rows``: pixels (N x H x W) of a channels_last kernel op, whose ``depth`` is then its channels: the
+        partial-vector cost :meth:`kernel_tail_s` is added to the kernel curve's time."""
         if op_class == "free":
             return 0.0
         t = self.launch_s
@@ -361,7 +409,9 @@ class DeviceProfile:
             t = max(t, base.time_s(bytes_moved))
             mem = self.kernel_curve(op, mode, channels_last) if op else None
             if mem is not None:  # never faster than the plain stream (a kernel curve measured in cache only)
-                t = max(t, mem.time_s(bytes_moved, depth if mem.depth_kind == "channels" else None))
+                t = max(t, mem.time_s(bytes_moved, depth if mem.depth_kind == "channels" else None)
+                        + (float(self.kernel_tail_s(op, mode, np.array([depth or 0.0]), np.array([rows]))[0])
+                           if channels_last and rows > 0 else 0.0))
         return t
 
     # ---- (de)serialisation

@@ -103,6 +103,7 @@ from traincost.devices import (
     DEPTH_KINDS,
     FIRST_TOUCH_MIN_BYTES,
     FLAT,
+    TAIL_KERNEL_OPS,
     Curve,
     DeviceProfile,
     ProfileError,
@@ -257,6 +258,13 @@ def activation_channels(input_shapes: Sequence[tuple[int, ...]]) -> float:
     return float(input_shapes[0][1]) if input_shapes and len(input_shapes[0]) == 4 else 0.0
 
 
+def activation_pixels(input_shapes: Sequence[tuple[int, ...]]) -> float:
+    """N x H x W of an op's first input when it is a 4-d (N, C, H, W) activation (the rows of a
+    channels_last kernel, :meth:`~traincost.devices.DeviceProfile.kernel_tail_s`), else 0."""
+    s = input_shapes[0] if input_shapes else ()
+    return float(s[0] * s[2] * s[3]) if len(s) == 4 else 0.0
+
+
 #: aten ops whose 2-d (N, C) input is priced on a kernel curve of its own (mode suffix ``FLAT``).
 _FLAT_KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward")
 #: Codes of ``OpTable.gemm_op``: the matmul ops a profile's linear-layer shape factors correct.
@@ -320,6 +328,7 @@ class OpTable:
     opt_region: np.ndarray
     opt_weight: np.ndarray
     fresh_bytes: np.ndarray
+    pixels: np.ndarray
     conv_shapes: np.ndarray
     gemm_shapes: np.ndarray
     gemm_op: np.ndarray
@@ -353,6 +362,7 @@ class OpTable:
         opt_region = np.zeros(n, dtype=bool)
         opt_weight = np.zeros(n)
         fresh_bytes = np.zeros(n)
+        pixels = np.zeros(n)
         conv_shapes = np.zeros((n, 4))
         gemm_shapes = np.zeros((n, 4))
         gemm_op = np.zeros(n, dtype=np.int8)
@@ -383,6 +393,7 @@ class OpTable:
             if kernel[i]:
                 fresh_bytes[i] = fresh_output_bytes(r)
                 depths["channels"][i] = activation_channels(r.input_shapes)
+                pixels[i] = activation_pixels(r.input_shapes)
             if kernel[i] and nbytes[i] > 0:
                 op = r.op.removeprefix("aten.")
                 mode = math_mode(r.input_dtypes, precision)
@@ -411,7 +422,7 @@ class OpTable:
             param_bytes = int(max((nbytes[i] for i in range(n) if opt_region[i] and kernel[i]), default=0) / 2)
         return cls(n=n, modules=tuple(modules), module_index=module_index, flops=flops, bytes=nbytes,
                    depth=depth, depths=depths, reduction=reduction, kernel=kernel, forward=forward, phase=phase, opt_region=opt_region,
-                   opt_weight=opt_weight, fresh_bytes=fresh_bytes, conv_shapes=conv_shapes,
+                   opt_weight=opt_weight, fresh_bytes=fresh_bytes, pixels=pixels, conv_shapes=conv_shapes,
                    gemm_shapes=gemm_shapes, gemm_op=gemm_op,
                    compute_groups={k: np.asarray(v, dtype=np.int64) for k, v in groups.items()},
                    op_groups={op: {m: np.asarray(v, dtype=np.int64) for m, v in by_mode.items()}
@@ -460,6 +471,8 @@ class OpTable:
                 curve = profile.kernel_curve(op, mode, self.channels_last)
                 if curve is not None:  # never faster than the plain stream (a curve measured in cache only)
                     timed = curve_time(self._stream_curve(curve), self.bytes[idx], self.depths[curve.depth_kind][idx])
+                    if self.channels_last and op in TAIL_KERNEL_OPS:  # partial SIMD vectors per pixel
+                        timed = timed + profile.kernel_tail_s(op, mode, self.depths["channels"][idx], self.pixels[idx])
                     memory[idx] = np.maximum(memory[idx], timed)
         if profile.first_touch_s_per_byte > 0:  # a CPU's newly mapped outputs: page faults on the first write
             memory = memory + profile.first_touch_s_per_byte * self.fresh_bytes

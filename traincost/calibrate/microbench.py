@@ -27,7 +27,10 @@ goes on, so nothing measured is lost):
 * ``kernel`` (CPU): single memory-bound ops on curves of their own (``DeviceProfile.kernels``): batch norm
   and max pooling forward and backward (with a depth term on the channels when it fits clearly better),
   dropout's ``bernoulli_`` mask and autocast's ``_to_copy`` casts; batch norm also on 2-d (N, C) activations
-  (mode suffix ``_2d``: ``BatchNorm1d``, whose CPU backward runs 3-10x below the 4-d curve).
+  (mode suffix ``_2d``: ``BatchNorm1d``, whose CPU backward runs 3-10x below the 4-d curve). A channels_last
+  batch norm whose channels do not fill whole SIMD vectors (4 or 8 channels on an AVX-512 CPU's 16 fp32
+  lanes) is left out of its curve: its excess time per pixel over the curve is kept per channel count
+  (``properties["kernel_tail_s_per_row"]``; the Xeon VM's backward on 8 channels runs ~16x its curve).
 * ``first_touch`` (CPU): a fresh ``clone`` of 16-128 MiB against ``copy_`` into an existing tensor: from 32
   MiB glibc maps every new block afresh and the first write page-faults (``properties
   ["first_touch_s_per_byte"]``).
@@ -83,11 +86,13 @@ from traincost.devices import (
     FIRST_TOUCH_MIN_BYTES,
     FLAT,
     SCHEMA_VERSION,
+    TAIL_KERNEL_OPS,
     Curve,
     DeviceProfile,
     cpu_model,
     datasheet_profile,
     summarize_spread,
+    vector_lanes,
 )
 from traincost.errors import TraincostError, TraincostUsageError
 from traincost.flopmodel.walker import make_optimizer
@@ -957,6 +962,7 @@ def _properties(dev: torch.device) -> dict[str, Any]:
     else:
         props.update(_cpu_caches())
         props["cpu_flags"] = _cpu_flags()
+        props["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
         props["conv_fp32_uses_tf32"] = False
     return props
 
@@ -995,12 +1001,22 @@ def _fit_curves(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[di
     return compute, bandwidth.get(("memory", "bytes")), bandwidth.get(("reduction", "bytes"))
 
 
-def _fit_kernels(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[dict[str, Any]]
+def _partial_vector(r: dict[str, Any], lanes: int) -> bool:
+    """A channels_last kernel point of :data:`~traincost.devices.TAIL_KERNEL_OPS` whose channels are not a
+    multiple of the SIMD lanes: its pixels end in partial vectors (priced by ``kernel_tail_s_per_row``)."""
+    shape = r.get("shape") or []
+    return (r.get("op") in TAIL_KERNEL_OPS and str(r.get("mode", "")).endswith(CHANNELS_LAST)
+            and len(shape) == 4 and shape[1] % lanes != 0)
+
+
+def _fit_kernels(raw: dict[str, Any], errors: list[dict[str, Any]], fits: list[dict[str, Any]], lanes: int
                  ) -> dict[str, dict[str, Curve]]:
-    """Memory curves of single ops (``DeviceProfile.kernels``) per (op, mode), work = formula bytes."""
+    """Memory curves of single ops (``DeviceProfile.kernels``) per (op, mode), work = formula bytes; the
+    partial-vector points (:func:`_partial_vector`) are left to :func:`_kernel_tail_table`."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in raw.get("kernel", []):
-        groups.setdefault((r["op"], r["mode"]), []).append(r)
+        if not _partial_vector(r, lanes):
+            groups.setdefault((r["op"], r["mode"]), []).append(r)
     kernels: dict[str, dict[str, Curve]] = {}
     for (op, mode), curve in _fit_groups(groups, True, "kernel ", errors, fits).items():
         kernels.setdefault(op, {})[mode] = curve
@@ -1211,16 +1227,17 @@ class _Fitted:
 
 
 def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[str, Any]],
-             fb: DeviceProfile | None, what: str) -> _Fitted:
+             fb: DeviceProfile | None, what: str, lanes: int = 16) -> _Fitted:
     """Every fitted constant of a profile from its raw measurements (shared by calibrate and refit).
 
     ``fb``: a datasheet profile whose values stand in for a family that failed entirely (None: raise
-    ``TraincostError`` when matmul or memory is missing). ``errors`` receives fit failures.
+    ``TraincostError`` when matmul or memory is missing). ``errors`` receives fit failures. ``lanes``: the
+    CPU's fp32 SIMD lanes (:func:`~traincost.devices.vector_lanes`).
     """
     fits: list[dict[str, Any]] = []
     fallbacks: list[str] = []
     compute, memory, reduction = _fit_curves(raw, errors, fits)
-    kernels = _fit_kernels(raw, errors, fits)
+    kernels = _fit_kernels(raw, errors, fits, lanes)
 
     disp: dict[tuple[str, Any], dict[str, Any]] = {}
     for r in raw.get("dispatch", []):  # the faster of the rounds of each loop
@@ -1268,6 +1285,8 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
     properties = {**_first_touch_fit(raw), "conv_shape_factors": _shape_factor_table(raw, compute, host_s)}
     if raw.get("linear"):
         properties["gemm_shape_factors"] = _gemm_factor_table(raw, compute, host_s)
+    if kind == "cpu":
+        properties["kernel_tail_s_per_row"] = _kernel_tail_table(raw, kernels, host_s, lanes)
     # On CUDA, PyTorch's default fp32 convolution is TF32: the tf32 mode of conv is the same measurement,
     # its curve and its measured shapes.
     if kind == "cuda" and has_tf32:
@@ -1332,6 +1351,25 @@ def _gemm_factor_table(raw: dict[str, Any], compute: dict[str, dict[str, Curve]]
     return table
 
 
+def _kernel_tail_table(raw: dict[str, Any], kernels: dict[str, dict[str, Curve]], dispatch_s: float,
+                       lanes: int) -> dict[str, dict[str, float]]:
+    """``properties["kernel_tail_s_per_row"]``: per channels_last kernel curve of
+    :data:`~traincost.devices.TAIL_KERNEL_OPS` (``"<op>/<mode>"``) and measured channel count C (not a
+    multiple of ``lanes``), the median over its measured batches of (measured - dispatch - curve time) / (N x
+    H x W), floored at 0: what the partial SIMD vector ending each pixel costs
+    (:meth:`traincost.devices.DeviceProfile.kernel_tail_s`)."""
+    per: dict[str, dict[int, list[float]]] = {}
+    for r in raw.get("kernel", []):
+        curve = kernels.get(r["op"], {}).get(r["mode"])
+        if curve is None or not _partial_vector(r, lanes):
+            continue
+        n, c, h, w = r["shape"]
+        predicted = curve.time_s(r["work"], c if curve.k_half > 0 else None)
+        per.setdefault(f"{r['op']}/{r['mode']}", {}).setdefault(c, []).append(
+            max(0.0, r["median_s"] - dispatch_s - predicted) / (n * h * w))
+    return {key: {str(c): float(statistics.median(v)) for c, v in sorted(by_c.items())} for key, by_c in sorted(per.items())}
+
+
 def _first_touch_fit(raw: dict[str, Any]) -> dict[str, float]:
     """``first_touch_s_per_byte``: the median over the measured sizes at or above
     :data:`~traincost.devices.FIRST_TOUCH_MIN_BYTES` of (fresh - reused write) / bytes, floored at 0; {}
@@ -1367,8 +1405,9 @@ def _assemble(run: _Run, modes: list[str], skipped: dict[str, str], quick: bool,
               total_memory: int) -> DeviceProfile:
     dev = run.dev
     catalog_key = _catalog_key(dev) if dev.type == "cuda" else None
-    fitted = _fit_raw(run.raw, dev.type, "tf32" in modes, run.errors, _datasheet_fallback(catalog_key), str(dev))
     props = _properties(dev)
+    fitted = _fit_raw(run.raw, dev.type, "tf32" in modes, run.errors, _datasheet_fallback(catalog_key), str(dev),
+                      vector_lanes(props))
     props["modes"] = modes
     props["modes_skipped"] = skipped
     props["fallbacks"] = fitted.fallbacks
@@ -1410,7 +1449,8 @@ def refit(profile: DeviceProfile) -> DeviceProfile:
     raw = {k: v for k, v in profile.raw.items() if k not in ("fits", "errors")}
     errors = [e for e in profile.raw.get("errors", []) if e.get("family") != "fit"]
     has_tf32 = "tf32" in profile.properties.get("modes", [])
-    fitted = _fit_raw(raw, profile.kind, has_tf32, errors, _datasheet_fallback(profile.catalog_key), profile.name)
+    fitted = _fit_raw(raw, profile.kind, has_tf32, errors, _datasheet_fallback(profile.catalog_key), profile.name,
+                      vector_lanes(profile.properties))
     props = dict(profile.properties)
     props["fallbacks"] = fitted.fallbacks
     props.update(fitted.properties)
