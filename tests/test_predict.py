@@ -159,7 +159,8 @@ def test_device_times_equal_the_profile_per_op(tiny):
             # the bytes curves as the step sees them: a cache tier only when the step's working set fits in it
             profile = dataclasses.replace(
                 profile, memory=table._stream_curve(profile.memory), reduction=table._stream_curve(profile.reduction),
-                kernels={op: {m: table._stream_curve(c) for m, c in modes.items()} for op, modes in profile.kernels.items()})
+                kernels={op: {m: table._stream_curve(c) for m, c in modes.items()}
+                         for op, modes in profile.kernels.items()})
             for i, r in enumerate(walk.records):
                 if r.op_class == "free" or r.host_only:
                     assert got[i] == 0.0

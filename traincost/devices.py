@@ -56,10 +56,10 @@ import math
 import os
 import platform
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -354,8 +354,8 @@ class DeviceProfile:
         (``properties["kernel_tail_s_per_row"]["<op>/<mode>_channels_last"]``, keyed by C), or at the largest
         measured C for a C not measured (the measured counts are below one vector: 4 and 8). 0 where
         nothing was measured."""
-        table = (self.properties.get("kernel_tail_s_per_row") or {}).get(
-            f"{op.removeprefix('aten.')}/{mode}{CHANNELS_LAST}") if self.kind == "cpu" else None
+        key = f"{op.removeprefix('aten.')}/{mode}{CHANNELS_LAST}"
+        table = (self.properties.get("kernel_tail_s_per_row") or {}).get(key) if self.kind == "cpu" else None
         channels = np.asarray(channels, dtype=float)
         if not table:
             return np.zeros(channels.shape)
@@ -364,8 +364,8 @@ class DeviceProfile:
         except (TypeError, ValueError, AttributeError):
             measured = {}
         if not measured or not all(math.isfinite(v) and v >= 0 for v in measured.values()):
-            raise ProfileError(f"profile {self.name!r}: properties.kernel_tail_s_per_row.{op.removeprefix('aten.')}/"
-                               f"{mode}{CHANNELS_LAST} must map channel counts to non-negative seconds, got {table!r}"[:300])
+            raise ProfileError(f"profile {self.name!r}: properties.kernel_tail_s_per_row.{key} must map channel "
+                               f"counts to non-negative seconds, got {table!r}"[:300])
         other = measured[max(measured)]
         lanes = vector_lanes(self.properties)
         per_row = np.array([0.0 if c <= 0 or c % lanes == 0 else measured.get(int(c), other)

@@ -1367,7 +1367,8 @@ def _kernel_tail_table(raw: dict[str, Any], kernels: dict[str, dict[str, Curve]]
         predicted = curve.time_s(r["work"], c if curve.k_half > 0 else None)
         per.setdefault(f"{r['op']}/{r['mode']}", {}).setdefault(c, []).append(
             max(0.0, r["median_s"] - dispatch_s - predicted) / (n * h * w))
-    return {key: {str(c): float(statistics.median(v)) for c, v in sorted(by_c.items())} for key, by_c in sorted(per.items())}
+    return {key: {str(c): float(statistics.median(v)) for c, v in sorted(by_c.items())}
+            for key, by_c in sorted(per.items())}
 
 
 def _first_touch_fit(raw: dict[str, Any]) -> dict[str, float]:
