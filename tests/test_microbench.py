@@ -393,6 +393,16 @@ def test_kernel_tail_table_is_the_excess_per_pixel_over_the_whole_vector_curve()
         {"fp32_channels_last": 2, "fp32": 1}
 
 
+def test_full_cpu_grid_measures_channels_last_batch_norm_off_the_vector_width():
+    s = microbench._settings("cpu", False, 1 << 34)
+    run = microbench._Run(torch.device("cpu"), s, timer=None)
+    labels = {p.label for p in microbench._plan(run, ["fp32", "bf16"])}
+    for c, hw in ((4, 112), (8, 64), (12, 64), (24, 32), (40, 32)):
+        assert f"kernel native_batch_norm_backward bf16_channels_last 8x{c}x{hw}x{hw} k2s2" in labels
+    assert "kernel native_batch_norm_backward fp32 8x24x32x32 k2s2" not in labels        # contiguous: no tail
+    assert not any("x24x32x32" in lb for lb in labels if "pool" in lb)
+
+
 def test_linear_points_flat_kernels_and_small_optimizer_lists_are_in_the_full_cpu_grid():
     s = microbench._settings("cpu", False, 1 << 34)
     assert (8, 128, 1024) in s.linear_shapes and all(2 * b * i * o <= 1.1e9 for b, i, o in s.linear_shapes)

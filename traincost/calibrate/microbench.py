@@ -53,7 +53,7 @@ longer than ``max_call_s``, and points still queued after ``deadline_s`` (full G
 are skipped and listed in ``raw["skipped"]``; Ctrl-C or SIGTERM (``timeout``) stops measuring and the
 profile is fitted from what was measured (``properties["interrupted"]``). Full GPU: 643 points (560
 conv), about a minute on an H200 by count (sizes x repeats x inner loops of ~2 ms); quick CPU: 218 points,
-~15 s on 2 cores; full CPU: 2509 points, ~2 minutes on the 2-core AMD EPYC. ``properties["host_load"]``
+~15 s on 2 cores; full CPU: 2545 points, ~2 minutes on the 2-core AMD EPYC. ``properties["host_load"]``
 says how busy the host was (other processes' CPU seconds per second): on a CPU device a busy host stalls
 the intra-op thread pool and inflates every timing.
 """
@@ -160,6 +160,10 @@ _KERNEL_OPS = ("native_batch_norm", "native_batch_norm_backward", "max_pool2d_wi
 _POOL_WINDOWS = ((2, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True), (3, 1, 1, False))
 #: (C, H = W) of 4-d activations; batches scale them from a few KiB to tens of MiB.
 _KERNEL_MAPS = ((16, 64), (64, 32), (128, 16), (256, 8), (512, 4), (32, 112), (4, 112), (8, 64))
+#: More (C, H = W) of channels_last batch norm (:data:`~traincost.devices.TAIL_KERNEL_OPS`): channel counts
+#: that end each pixel in a partial AVX-512 vector above 8 (12, 24, 40), whose cost per pixel differs from
+#: 8 channels' (``properties["kernel_tail_s_per_row"]``).
+_TAIL_KERNEL_MAPS = ((12, 64), (24, 32), (40, 32))
 #: Kernel curves that try a depth term on the activation's channels (``channels``): PyTorch's CPU batch norm
 #: and pooling vectorise over C in channels_last.
 _CHANNEL_KERNELS = ("native_batch_norm", "native_batch_norm_backward", "max_pool2d_with_indices",
@@ -853,7 +857,8 @@ def _plan(run: _Run, modes: list[str]) -> list[_Point]:
     for op in _KERNEL_OPS:
         windows = _POOL_WINDOWS if "pool" in op else _POOL_WINDOWS[:1]
         for mode in s.kernel_modes:
-            for c, hw in _KERNEL_MAPS:
+            tail = op in TAIL_KERNEL_OPS and mode.endswith(CHANNELS_LAST)
+            for c, hw in _KERNEL_MAPS + (_TAIL_KERNEL_MAPS if tail else ()):
                 for batch in s.kernel_batches:
                     if batch * c * hw * hw * 4 > _KERNEL_MAX_BYTES:
                         continue
