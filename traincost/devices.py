@@ -352,8 +352,8 @@ class DeviceProfile:
         SIMD vector ending each of its ``rows`` pixels (N x H x W) when ``channels`` is not a multiple of
         :func:`vector_lanes`: ``rows`` x the measured seconds per row at that channel count
         (``properties["kernel_tail_s_per_row"]["<op>/<mode>_channels_last"]``, keyed by C), or at the largest
-        measured C for a C not measured (the measured counts are below one vector: 4 and 8). 0 where
-        nothing was measured."""
+        measured C for a C not measured (calibrate measures 4, 8, 12, 24 and 40; older profiles 4 and 8). 0
+        where nothing was measured."""
         key = f"{op.removeprefix('aten.')}/{mode}{CHANNELS_LAST}"
         table = (self.properties.get("kernel_tail_s_per_row") or {}).get(key) if self.kind == "cpu" else None
         channels = np.asarray(channels, dtype=float)
