@@ -1232,7 +1232,7 @@ class _Fitted:
 
 
 def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[str, Any]],
-             fb: DeviceProfile | None, what: str, lanes: int = 16) -> _Fitted:
+             fb: DeviceProfile | None, what: str, lanes: int) -> _Fitted:
     """Every fitted constant of a profile from its raw measurements (shared by calibrate and refit).
 
     ``fb``: a datasheet profile whose values stand in for a family that failed entirely (None: raise
