@@ -7,7 +7,7 @@ and h200 tables show the analytic model alone and ``traincost.predict``'s defaul
 the shipped learned correction, :mod:`traincost.correction`); the public table the analytic model alone
 (its rows are priced op by op, some without the optimizer step, which the correction was not fitted on).
 
-1. **cpu**: real training steps on this machine's CPU (``traincost.calibrate.steps.build_on`` +
+1. **cpu**: real training steps on this machine's CPU (``traincost.sweeps.steps.build_on`` +
    ``measure_step``: warm-up, then the median of timed steps), small torchvision models and the four
    families at 64-128 px and batches 2-64, fp32, SGD (momentum) and AdamW, predicted with the shipped CPU
    profile calibrated on the same CPU model. Measurements are written to
@@ -16,7 +16,7 @@ the shipped learned correction, :mod:`traincost.correction`); the public table t
    (the load average is recorded per row).
 2. **h200**: the 62 steps of ``benchmarks/data/h200-models-2026-11-28.csv`` (torchvision models and four
    family models measured on an NVIDIA H200) predicted with the calibrated ``h200.json`` profile.
-3. **public**: single-GPU rows of ``/work/shared/reference/throughput_public.csv`` whose model, GPU and
+3. **public**: single-GPU rows of ``data/reference/throughput_public.csv`` whose model, GPU and
    batch can be mapped (GPU in the catalog, model buildable), predicted from *datasheet* profiles (the GPU
    never measured: H200-calibrated fractions of datasheet peaks). Step time = batch / throughput for
    images/s rows; ms/iteration rows as given. Caveats (printed): NVIDIA DLE rows read data through DALI and
@@ -49,7 +49,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 H200_MODELS = DATA / "h200-models-2026-11-28.csv"
-PUBLIC = Path("/work/shared/reference/throughput_public.csv")
+PUBLIC = Path(__file__).resolve().parents[1] / "data" / "reference" / "throughput_public.csv"
 
 _VIT_TINY = {"image_size": 64, "patch_size": 8, "num_layers": 4, "num_heads": 4, "hidden_dim": 128,
              "mlp_dim": 512, "num_classes": 100}
@@ -160,7 +160,7 @@ def _cpu_files() -> dict[str, Path]:
 
 def _cpu_profile(model_name: str):
     """The shipped CPU profile calibrated on CPU model ``model_name``, else ``None``."""
-    from traincost.devices import load_shipped_profiles
+    from traincost.hardware.store import load_shipped_profiles
 
     return next((p for p in load_shipped_profiles()
                  if p.kind == "cpu" and p.properties.get("cpu_model") == model_name), None)
@@ -202,9 +202,9 @@ def _measure_quietly(run, *, max_other: float = 0.15, tries: int = 6, wait_s: fl
 
 
 def measure_cpu(path: Path) -> pd.DataFrame:
-    from traincost.calibrate.steps import build_on, measure_step
-    from traincost.devices import cpu_model, profile_for
     from traincost.flopmodel.walker import StepConfig
+    from traincost.hardware.store import cpu_model, profile_for
+    from traincost.sweeps.steps import build_on, measure_step
 
     profile = profile_for("cpu")
     threads = int(profile.properties.get("torch_threads") or os.cpu_count() or 1)
@@ -235,7 +235,7 @@ def measure_cpu(path: Path) -> pd.DataFrame:
 
 
 def section_cpu(remeasure: bool) -> pd.DataFrame:
-    from traincost.devices import cpu_model
+    from traincost.hardware.store import cpu_model
 
     files = _cpu_files()
     here = cpu_model()
@@ -307,7 +307,8 @@ def _h200_rows(profile) -> pd.DataFrame:
 
 
 def section_h200() -> pd.DataFrame:
-    from traincost.devices import load_profile, profile_for, shipped_profiles_dir
+    from traincost.hardware.profile import load_profile
+    from traincost.hardware.store import profile_for, shipped_profiles_dir
 
     own = load_profile(shipped_profiles_dir() / "h200.json")
     res = _h200_rows(own)
@@ -413,8 +414,8 @@ def public_model(name: str) -> tuple[str, str | None] | None:
 
 
 def public_gpu(text: str) -> str | None:
-    from traincost.catalog import resolve_gpu
     from traincost.errors import TraincostUsageError
+    from traincost.hardware.catalog import resolve_gpu
 
     base = re.sub(r"\(.*?\)", "", text).replace("Tesla", "").strip()
     base = base.replace("SXM3", "SXM2")  # DGX-2's V100 SXM3 32GB: the catalog's V100 SXM2 32GB (same chip)
@@ -438,11 +439,14 @@ def public_precision(row: pd.Series) -> tuple[str, bool] | None:
     return None
 
 
-def section_public() -> pd.DataFrame:
+def section_public(profile_of: Any = None, *, quiet: bool = False) -> pd.DataFrame:
+    """``profile_of``: GPU name -> profile (default :func:`traincost.hardware.store.profile_for`); ``quiet``: no
+    per-row table."""
     from traincost import resolve
-    from traincost.devices import profile_for
     from traincost.flopmodel.count import count
-    from traincost.predict import OpTable, price
+    from traincost.hardware.store import profile_for
+    from traincost.pricing.optable import OpTable
+    from traincost.pricing.timeline import price
 
     frame = pd.read_csv(PUBLIC)
     frame = frame[frame["num_gpus"] == 1]
@@ -467,7 +471,7 @@ def section_public() -> pd.DataFrame:
                                                batch_size=batch, param_bytes=walk.param_bytes,
                                                working_set_bytes=walk.memory.peak_bytes))
         walk, full, fwd_bwd = walks[key]
-        profile = profile_for(gpu)
+        profile = (profile_of or profile_for)(gpu)
         pricing = price(fwd_bwd if no_opt else full, profile)
         out.append({"row": int(r["row_id"]), "source": str(r["source"]).split(" ")[0].split("/")[0][:10],
                     "model": short_label(str(r["model"]).replace(" (NVIDIA DLE)", " DLE"), 30), "gpu": gpu,
@@ -477,6 +481,8 @@ def section_public() -> pd.DataFrame:
                     "host_ms": pricing.timeline.host_s * 1e3, "device_ms": pricing.timeline.device_s * 1e3})
     res = pd.DataFrame(out)
     res["err_pct"] = (res["predicted_ms"] / res["measured_ms"] - 1) * 100
+    if quiet:
+        return res
     print("\n== 3. Public single-GPU rows (throughput_public.csv), predicted from datasheet profiles ==")
     print("caveats: DLE rows use DALI and AMP in channels_last; A100 'FP32' = TF32 (predicted tf32); aisensiy / "
           "u39kun rows are fwd+bwd without the optimizer step (predicted without it) and their FP16 is "

@@ -2,7 +2,7 @@
 
     python benchmarks/datasheet_vs_h200.py [--reference calibrated_gpu.json ...] [--json]
 
-For each point of ``/work/shared/reference/h200_microbench.json`` (one plain-PyTorch run on an H200):
+For each point of ``data/reference/h200_microbench.json`` (one plain-PyTorch run on an H200):
 matmul TFLOP/s by size and mode, device copy GB/s, eager op us, conv2d TFLOP/s for six layer shapes), it
 prints the measured value, the prediction of ``datasheet_profile(H200)`` and its absolute percentage error
 (APE), and the "naive" prediction (datasheet peak, what a FLOP-count estimate assumes).
@@ -23,10 +23,11 @@ import statistics
 from pathlib import Path
 
 from traincost.calibrate.fitting import fit_curve
-from traincost.catalog import resolve_gpu
-from traincost.devices import DEFAULT_MATMUL, datasheet_profile, load_profile
+from traincost.hardware.catalog import resolve_gpu
+from traincost.hardware.datasheet import DEFAULT_MATMUL, datasheet_profile
+from traincost.hardware.profile import load_profile
 
-REFERENCE = Path("/work/shared/reference/h200_microbench.json")
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "h200_microbench.json"
 
 
 def _conv_flops(key: str) -> tuple[str, int, int]:

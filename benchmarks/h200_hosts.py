@@ -2,7 +2,7 @@
 
     python benchmarks/h200_hosts.py [--cache FILE] [--processes N]
 
-The H200 datasets (``traincost/data/datasets/h200-families-*.csv``) were measured on two lent machines with
+The H200 datasets (``data/datasets/h200-families-*.csv``) were measured on two lent machines with
 the same GPU, driver and torch but other hosts (2026-11-28: ``h200.json``; 2026-12-04:
 ``h200-2026-12-04.json``, whose eager dispatch is 1.5x slower). For every (dataset, profile) pair: the
 analytic model's median / p90 absolute percentage error and the median ``log(measured / analytic)``, overall
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT / "traincost" / "data" / "datasets"
-PROFILES = ROOT / "traincost" / "data" / "profiles"
+DATASETS = ROOT / "data" / "datasets"
+PROFILES = ROOT / "data" / "profiles"
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
 
-    from traincost.calibrate.bench import read_dataset
-    from traincost.calibrate.fit import ape_summary, build_frame, resolve_row_profile
-    from traincost.devices import load_profile
+    from traincost.hardware.profile import load_profile
+    from traincost.sweeps.bench import read_dataset
+    from traincost.sweeps.fit import ape_summary, build_frame, resolve_row_profile
 
     profiles = [load_profile(p) for p in sorted(PROFILES.glob("h200*.json"))]
     print(f"{'dataset':<38} {'priced with':<30} {'n':>5}  {'median':>6} {'p90':>6}  {'log(m/a)':>8}  per family")

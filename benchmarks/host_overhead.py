@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from traincost import resolve
-from traincost.calibrate.steps import _loss, build_on
-from traincost.flopmodel.walker import make_optimizer
-from traincost.devices import cpu_model, load_profile, profile_for, save_profile
 from traincost.flopmodel.count import count
-from traincost.predict import OpTable
+from traincost.flopmodel.walker import make_optimizer
+from traincost.hardware.profile import load_profile, save_profile
+from traincost.hardware.store import cpu_model, profile_for
+from traincost.pricing.optable import OpTable
+from traincost.sweeps.steps import _loss, build_on
 
 TINY = [
     ("fc", {"input_features": 32, "hidden_layers": 8, "hidden_width": 16, "classes": 10}, 2),

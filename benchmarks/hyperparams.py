@@ -2,7 +2,7 @@
 
     python benchmarks/hyperparams.py [--cache FILE] [--seeds N] [--judge cpu-2core-x86_64]
 
-A small grid of :class:`traincost.correction.ResidualModel` hyperparameters is scored by leave-one-family-out
+A small grid of :class:`traincost.correction.estimator.ResidualModel` hyperparameters is scored by leave-one-family-out
 cross-validation (the mean corrected median APE over ``--seeds`` seeds of the subsampling) on every committed
 training frame. The grid point is **chosen on the frames other than ``--judge``** (the sum of their scores),
 so the judged frame's number is not tuned on itself; the judged frame's score is printed for every point
@@ -22,8 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from residual import CPU, H200, INTEL, lofo_seed_medians  # this folder: the committed training datasets
+from residual import (  # this folder: the committed training datasets
+    CPU,
+    H200,
+    INTEL,
+    lofo_seed_medians,
+)
 
 #: The grid: around the shipped defaults (depth 3, eta 0.05, 300 trees, min_child_weight 5).
 GRID = {
@@ -46,8 +50,8 @@ def main() -> None:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
 
-    from traincost.calibrate.fit import build_frame, combine_repeats
-    from traincost.correction import ResidualModel
+    from traincost.correction.estimator import ResidualModel
+    from traincost.sweeps.fit import build_frame, combine_repeats
 
     frames = {"cpu-2core-x86_64": CPU, "cpu-intel-xeon-2core": INTEL, "h200-families": H200}
     if args.judge not in frames:

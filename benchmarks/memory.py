@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 import traincost
-from traincost.devices import load_profile
 from traincost.flopmodel.arch import ArchSpec
+from traincost.hardware.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "benchmarks/data/h200-models-2026-11-28.csv"
-FAMILIES = ROOT / "traincost/data/datasets/h200-families-2026-11-28.csv"
+FAMILIES = ROOT / "data/datasets/h200-families-2026-11-28.csv"
 PROFILE = ROOT / "traincost/data/profiles/h200.json"
 
 

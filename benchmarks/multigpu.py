@@ -2,11 +2,11 @@
 
     python benchmarks/multigpu.py
 
-Rows: ``/work/shared/reference/throughput_public.csv`` with 4 to 32 GPUs (NVIDIA DeepLearningExamples READMEs
+Rows: ``data/reference/throughput_public.csv`` with 4 to 32 GPUs (NVIDIA DeepLearningExamples READMEs
 and Oneflow-Inc/DLPerf) whose model, GPU, precision and per-GPU batch map the way ``benchmarks/accuracy.py``'s
 public section maps them (its helpers are imported, not copied). Each is predicted from the GPU's
 *datasheet* profile: one walk per (model, batch, precision, layout), the single-GPU step priced as
-``accuracy.py`` does, then :func:`traincost.parallel.data_parallel` (DDP buckets, ring all-reduce over the
+``accuracy.py`` does, then :func:`traincost.pricing.parallel.data_parallel` (DDP buckets, ring all-reduce over the
 GPU's NVLink/PCIe link, the network between nodes, overlap with backward).
 
 Topology per row (from the sources, not fitted):
@@ -85,10 +85,11 @@ def _measured_one_gpu(frame: pd.DataFrame, row: pd.Series) -> float | None:
 
 def predict_rows() -> tuple[pd.DataFrame, dict[str, int]]:
     from traincost import resolve
-    from traincost.devices import profile_for
     from traincost.flopmodel.count import count
-    from traincost.parallel import data_parallel, fabric_for, grad_events
-    from traincost.predict import OpTable, price
+    from traincost.hardware.store import profile_for
+    from traincost.pricing.optable import OpTable
+    from traincost.pricing.parallel import data_parallel, fabric_for, grad_events
+    from traincost.pricing.timeline import price
 
     frame = pd.read_csv(acc.PUBLIC)
     rows = frame[(frame["num_gpus"] >= 4) & (frame["num_gpus"] <= 32)]

@@ -2,7 +2,7 @@
 
     python benchmarks/predict_speed.py [--repeat 5]
 
-Targets (issue 4): ``traincost.predict`` of ResNet-50 at batch 256 in under 0.3 s; ``traincost.compare`` on
+Targets: ``traincost.predict`` of ResNet-50 at batch 256 in under 0.3 s; ``traincost.compare`` on
 20 GPUs in under 0.5 s (one walk, priced 20 times). The first call of a process also loads the shipped
 profiles and the catalog (reported apart as "first call").
 """
@@ -16,8 +16,10 @@ import time
 import torch
 
 import traincost
+from traincost.api import resolve_device
 from traincost.flopmodel.count import count
-from traincost.predict import OpTable, price, resolve_device
+from traincost.pricing.optable import OpTable
+from traincost.pricing.timeline import price
 
 GPUS_20 = ["H200", "H100 SXM", "H100 PCIe", "A100 SXM 80GB", "A100 SXM 40GB", "A100 PCIe 80GB", "A100 PCIe 40GB",
            "L40S", "L4", "A10", "T4", "V100 SXM2 16GB", "V100 SXM2 32GB", "V100 PCIe 32GB", "P100", "RTX 4090",

@@ -4,7 +4,7 @@
 
 Tables (the numbers of ``traincost evaluate``):
 
-1. **Cross-validation on the committed training datasets** (``traincost/data/datasets/``): the CPU datasets
+1. **Cross-validation on the committed training datasets** (``data/datasets/``): the CPU datasets
    (three sweeps of the same configurations, combined as ``traincost fit`` combines them: one sample per
    configuration, labelled with the median of its three measurements; the last columns judge the same
    out-of-fold predictions against every single run; ``cpu (each row)`` fits each run as its own row), the H200
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT / "traincost" / "data" / "datasets"
+DATASETS = ROOT / "data" / "datasets"
 BENCH = ROOT / "benchmarks" / "data"
 #: Three sweeps of the same 861 configurations on the AMD EPYC build machine, hours apart (2026-11-28 21:25,
 #: 2026-11-29 01:13, 2026-11-29 02:57 with --min-time 0.5).
@@ -73,7 +73,7 @@ def _concat(a, b):
     """Two frames as one (rows of both, their datasets and devices)."""
     import pandas as pd
 
-    from traincost.calibrate.fit import Frame
+    from traincost.sweeps.fit import Frame
 
     return Frame(pd.concat([a.X, b.X], ignore_index=True), np.concatenate([a.y, b.y]),
                  pd.concat([a.meta, b.meta], ignore_index=True), [], a.datasets + b.datasets, a.devices + b.devices)
@@ -84,7 +84,7 @@ def _cpu_measured_as_dataset(path: Path, out: Path, profile_name: str) -> Path:
     shipped profile ``profile_name`` (the one calibrated on the CPU model that measured it)."""
     import csv
 
-    from traincost.calibrate.bench import FIELDS, write_dataset
+    from traincost.sweeps.bench import FIELDS, write_dataset
 
     rows = []
     with path.open(newline="") as fh:
@@ -102,7 +102,7 @@ def _cpu_measured_as_dataset(path: Path, out: Path, profile_name: str) -> Path:
 def lofo_seed_medians(frame, params: dict, seeds: int) -> list[float]:
     """The leave-one-family-out corrected median APE of ``frame`` for each of ``seeds`` seeds of the residual's
     subsampling (``random_state`` 0..seeds-1)."""
-    from traincost.calibrate.fit import evaluate
+    from traincost.sweeps.fit import evaluate
 
     return [evaluate(frame, "family", params={**params, "random_state": seed})[0]["corrected"]["median_ape"]
             for seed in range(seeds)]
@@ -125,13 +125,15 @@ def main() -> None:
         _cpu_profile,
     )
 
-    from traincost.calibrate.fit import (
+    from traincost.correction.artifacts import shipped_dir
+    from traincost.correction.estimator import load
+    from traincost.correction.select import select_residual
+    from traincost.sweeps.fit import (
         build_frame,
         combine_repeats,
         evaluate,
         fit_model,
     )
-    from traincost.correction import load, select_residual, shipped_dir
 
     params = {"n_estimators": args.trees}
     cpu_rows = build_frame(list(CPU), processes=args.processes, cache=args.cache)

@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py [--repeat 5]
 
-Target (issue 2): counting ResNet-50 at batch 256 in under 0.3 s after imports.
+Target: counting ResNet-50 at batch 256 in under 0.3 s after imports.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU (issue 7): calibrate the device, then sweep real training steps of the
+# One prepared run on a lent GPU: calibrate the device, then sweep real training steps of the
 # four generated families with `traincost bench` (the seed's one-factor grids, then a random Sobol plan:
 # batch 1-1024, fp32 / tf32 / bf16 / fp16 autocast, NCHW / channels_last, SGD / Adam / AdamW), and
 # optionally real torchvision models for validation. Everything lands in one folder, $OUT (the device

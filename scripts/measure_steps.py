@@ -3,7 +3,7 @@
     python scripts/measure_steps.py --device cuda --out h200-steps.csv --budget-minutes 4
     python scripts/measure_steps.py --device cpu --out /tmp/cpu.csv --tiny   # a quick CPU check
 
-A thin wrapper over ``traincost.calibrate.bench`` (what ``traincost bench`` runs) for the two lists
+A thin wrapper over ``traincost.sweeps.bench`` (what ``traincost bench`` runs) for the two lists
 ``traincost bench`` does not offer: ``--plan models`` (torchvision models and four fixed family
 members: validation data for benchmarks/accuracy.py, never training data for the residual) and the
 precursor's ``--plan random`` (the sample that produced data/datasets/h200-families-2026-11-28.csv with
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from traincost.calibrate.bench import Settings, run_sweep
-from traincost.calibrate.plans import models_plan, precursor_random_plan
+from traincost.sweeps.bench import Settings, run_sweep
+from traincost.sweeps.plans import models_plan, precursor_random_plan
 
 
 def main() -> int:

@@ -4,7 +4,7 @@
 
 On a shared VM one calibration is a snapshot: the same convolution measured minutes apart can differ by
 2x, and a curve's fitted depth dimension can flip between runs. Pooling every quiet calibration's raw
-points (``traincost calibrate --device cpu -o ...``) and refitting (:func:`traincost.calibrate.microbench.refit`)
+points (``traincost calibrate --device cpu -o ...``) and refitting (:func:`traincost.calibrate.assemble.refit`)
 gives curves that no single snapshot decides. The last file's device properties and software are kept;
 ``properties["pooled_calibrations"]`` lists the calibrations' dates. Families a calibration did not
 measure (an older grid) simply contribute nothing.
@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from traincost.calibrate.microbench import refit
-from traincost.devices import load_profile, save_profile
+from traincost.calibrate.assemble import refit
+from traincost.hardware.profile import load_profile, save_profile
 
 
 def pool(paths: list[str]):

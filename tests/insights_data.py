@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from traincost.calibrate.bench import FIELDS, LEGACY_FIELDS, write_dataset
+from traincost.sweeps.bench import FIELDS, LEGACY_FIELDS, write_dataset
 
 CPU = "AMD EPYC (2 threads)"
 

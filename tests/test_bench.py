@@ -19,12 +19,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from traincost.calibrate import bench, plans
-from traincost.calibrate.steps import StepTiming
 from traincost.cli import main
+from traincost.sweeps import bench, plans
+from traincost.sweeps.steps import StepTiming
 
 REPO = Path(__file__).resolve().parents[1]
-H200 = REPO / "traincost" / "data" / "datasets" / "h200-families-2026-11-28.csv"
+H200 = REPO / "data" / "datasets" / "h200-families-2026-11-28.csv"
 
 TINY_PLAN = """\
 name: tiny
@@ -96,7 +96,7 @@ class FakeMeasure:
 def fake(monkeypatch):
     """Replace the real timing by :class:`FakeMeasure` (``run_sweep`` looks it up at call time)."""
     measure = FakeMeasure()
-    monkeypatch.setattr("traincost.calibrate.steps.measure_step", measure)
+    monkeypatch.setattr("traincost.sweeps.steps.measure_step", measure)
     return measure
 
 
@@ -125,7 +125,7 @@ def test_tiny_cpu_sweep_end_to_end(tmp_path):
         assert plans.resolve(spec["model"], spec["params"]).name == r["family"]
         assert r["config_key"] == bench.row_key(r)
     try:
-        import traincost.predict  # noqa: F401
+        import traincost.api  # noqa: F401
     except Exception:
         return
     assert all(float(r["analytic_ms"]) > 0 and r["profile_source"] for r in got)
@@ -134,8 +134,8 @@ def test_tiny_cpu_sweep_end_to_end(tmp_path):
 def test_min_time_times_short_steps_until_it_has_passed():
     from torch import nn
 
-    from traincost.calibrate.steps import MAX_REPEATS, measure_step
     from traincost.flopmodel.walker import StepConfig
+    from traincost.sweeps.steps import MAX_REPEATS, measure_step
 
     model = nn.Linear(8, 4)
     timing = measure_step(model, (8,), StepConfig(batch_size=2), torch.device("cpu"), warmup=0, repeats=1,
@@ -169,13 +169,13 @@ def test_interrupted_sweep_resumes_without_loss_or_repeat(tmp_path, monkeypatch)
     plan = write(tmp_path, "p.yaml", fc_plan(6))
     out = tmp_path / "out.csv"
     measure = FakeMeasure({3: KeyboardInterrupt()})
-    monkeypatch.setattr("traincost.calibrate.steps.measure_step", measure)
+    monkeypatch.setattr("traincost.sweeps.steps.measure_step", measure)
     first = run("bench", "--plan", str(plan), "--out", str(out), *QUICK)
     assert first.exit_code == 130, first.output
     assert "--resume" in first.stderr
     before = out.read_text()
     assert len(rows(out)) == 2
-    monkeypatch.setattr("traincost.calibrate.steps.measure_step", FakeMeasure())
+    monkeypatch.setattr("traincost.sweeps.steps.measure_step", FakeMeasure())
     again = run("bench", "--plan", str(plan), "--out", str(out), *QUICK, "--resume", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["already_done"] == 2
@@ -246,7 +246,7 @@ def test_oom_and_errors_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
     measure = FakeMeasure({1: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
                            2: RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR\nmore lines"),
                            3: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB")})
-    monkeypatch.setattr("traincost.calibrate.steps.measure_step", measure)
+    monkeypatch.setattr("traincost.sweeps.steps.measure_step", measure)
     result = run("bench", "--plan", str(plan), "--out", str(out), *QUICK, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["statuses"] == {"oom": 2, "error": 1, "ok": 1}
@@ -273,7 +273,7 @@ def test_budget_stops_between_configurations(tmp_path, monkeypatch):
         time.sleep(0.6)
         return StepTiming(1.0, 1.0, 1.0, 1, None)
 
-    monkeypatch.setattr("traincost.calibrate.steps.measure_step", slow)
+    monkeypatch.setattr("traincost.sweeps.steps.measure_step", slow)
     result = run("bench", "--plan", str(plan), "--out", str(out), *QUICK, "--budget-minutes", "0.025", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -495,10 +495,10 @@ def test_the_precursor_h200_dataset_stays_readable_and_mergeable(tmp_path):
 def test_committed_h200_hosts_resolve_to_their_own_profiles():
     """Each H200 dataset is priced with the profile calibrated on the host that measured it: the 2026-12-04
     rows name theirs (``profile_name``), the precursor rows (no such column) get the one named as their device."""
-    from traincost.calibrate.fit import resolve_row_profile
+    from traincost.sweeps.fit import resolve_row_profile
 
-    folder = REPO / "traincost" / "data" / "datasets"
-    profiles = REPO / "traincost" / "data" / "profiles"
+    folder = REPO / "data" / "datasets"
+    profiles = REPO / "data" / "profiles"
     new_name = json.loads((profiles / "h200-2026-12-04.json").read_text())["name"]
     old_name = json.loads((profiles / "h200.json").read_text())["name"]
     assert new_name != old_name
@@ -511,7 +511,7 @@ def test_committed_h200_hosts_resolve_to_their_own_profiles():
 
 
 def test_committed_cpu_dataset():
-    path = REPO / "traincost" / "data" / "datasets" / "cpu-2core-x86_64.csv"
+    path = REPO / "data" / "datasets" / "cpu-2core-x86_64.csv"
     if not path.exists():
         pytest.skip("the CPU dataset is not committed yet")
     got = bench.read_dataset(path)
@@ -525,11 +525,11 @@ def test_committed_cpu_dataset():
 def test_committed_cpu_sweeps_measure_the_same_configurations(cpu):
     """``traincost fit`` labels a configuration with the median of its sweeps: every committed sweep of one
     CPU measures the same configurations, all ``ok``, on the device its shipped profile names."""
-    paths = sorted((REPO / "traincost" / "data" / "datasets").glob(f"{cpu}*.csv"))
+    paths = sorted((REPO / "data" / "datasets").glob(f"{cpu}*.csv"))
     if len(paths) < 2:
         pytest.skip(f"fewer than two {cpu} sweeps committed")
     rows = [bench.read_dataset(p) for p in paths]
     keys = [{r["config_key"] for r in got if r["status"] == "ok"} for got in rows]
     assert all(k == keys[0] for k in keys) and len(keys[0]) >= 400
-    profile = json.loads((REPO / "traincost" / "data" / "profiles" / f"{cpu}.json").read_text())
+    profile = json.loads((REPO / "data" / "profiles" / f"{cpu}.json").read_text())
     assert {r["device"] for got in rows for r in got} == {profile["name"]}

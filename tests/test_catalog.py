@@ -1,4 +1,4 @@
-"""Tests for traincost.catalog: GPU table, name resolution, prices."""
+"""Tests for traincost.hardware.catalog: GPU table, name resolution, prices."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from traincost.catalog import (
+from traincost.errors import TraincostUsageError
+from traincost.hardware.catalog import (
     DTYPES,
     GPUSpec,
     Price,
@@ -18,14 +19,13 @@ from traincost.catalog import (
     prices_frame,
     resolve_gpu,
 )
-from traincost.errors import TraincostUsageError
 
 GPUS = load_gpus()
 KEYS = {g.key for g in GPUS}
 
 
 def test_catalog_size_and_unique_keys():
-    assert len(GPUS) >= 20
+    assert len(GPUS) >= 50
     assert len(KEYS) == len(GPUS)
 
 
@@ -35,12 +35,21 @@ def test_every_row_has_required_numbers_and_source(gpu: GPUSpec):
     assert gpu.memory_gb > 0
     assert gpu.mem_bandwidth_gb_s > 0
     assert gpu.source.strip()
+    # what the cross-GPU kernel model needs, for every row
+    assert gpu.sm_count is not None and gpu.sm_count > 0
+    assert gpu.l2_cache_mb is not None and 0.5 <= gpu.l2_cache_mb <= 256
+    assert gpu.boost_clock_mhz is not None and 500 <= gpu.boost_clock_mhz <= 3500
+    assert gpu.l2_bytes == round(gpu.l2_cache_mb * 2**20)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", gpu.key)
     for value in (gpu.tf32_tflops, gpu.fp16_tflops, gpu.bf16_tflops, gpu.nvlink_gb_s, gpu.tdp_w):
         assert value is None or value > 0
-    # tensor rates are at least the plain fp32 rate where present
-    for value in (gpu.tf32_tflops, gpu.bf16_tflops):
+    # tensor rates are at least the plain fp32 rate where present; fp16 >= tf32 (tensor cores)
+    for value in (gpu.tf32_tflops, gpu.fp16_tflops, gpu.bf16_tflops):
         assert value is None or value >= gpu.fp32_tflops * 0.99
+    if gpu.tf32_tflops is not None:
+        assert gpu.fp16_tflops is not None and gpu.fp16_tflops >= gpu.tf32_tflops
+    if gpu.bf16_tflops is not None and gpu.fp16_tflops is not None:
+        assert gpu.bf16_tflops == gpu.fp16_tflops  # one tensor rate for both on every catalog GPU
 
 
 def test_spec_is_frozen_and_hashable():
@@ -90,6 +99,60 @@ def test_spec_is_frozen_and_hashable():
         ("AMD Instinct MI300X", "mi300x"),
         ("Tesla K80", "k80"),
         ("a100-sxm4-80gb", "a100-sxm4-80gb"),
+        # every GPU of the catalog extension, as people type it
+        ("P100 PCIe", "p100-pcie-16gb"),
+        ("P100 16GB", "p100-pcie-16gb"),
+        ("P100 SXM2", "p100-sxm2-16gb"),
+        ("Tesla P100-SXM2-16GB", "p100-sxm2-16gb"),
+        ("V100 PCIe 32GB", "v100-pcie-32gb"),
+        ("V100-SXM3-32GB", "v100-sxm2-32gb"),
+        ("A16", "a16"),
+        ("A30", "a30"),
+        ("A40", "a40"),
+        ("NVIDIA A40", "a40"),
+        ("L40", "l40"),
+        ("L40S", "l40s"),
+        ("H100 NVL", "h100-nvl-94gb"),
+        ("NVIDIA H100 NVL", "h100-nvl-94gb"),
+        ("H20", "h20"),
+        ("GH200", "gh200-96gb"),
+        ("GB200", "gb200"),
+        ("GB200 NVL72", "gb200"),
+        ("Quadro RTX 5000", "quadro-rtx-5000"),
+        ("Quadro RTX 6000", "quadro-rtx-6000"),
+        ("Quadro RTX 8000", "quadro-rtx-8000"),
+        ("RTX 8000", "quadro-rtx-8000"),
+        ("RTX 5000", "quadro-rtx-5000"),  # no RTX 5000 Ada in the catalog
+        ("RTX 6000 24GB", "quadro-rtx-6000"),  # the memory decides
+        ("RTX A4000", "rtx-a4000"),
+        ("A4500", "rtx-a4500"),
+        ("RTX A5000", "rtx-a5000"),
+        ("A5000", "rtx-a5000"),
+        ("NVIDIA RTX A5500", "rtx-a5500"),
+        ("A6000", "rtx-a6000"),
+        ("Quadro RTX A6000 48GB", "rtx-a6000"),
+        ("RTX 6000 Ada", "rtx-6000-ada"),
+        ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
+        ("GTX 1080 Ti", "gtx-1080-ti"),
+        ("1080 Ti", "gtx-1080-ti"),
+        ("NVIDIA GeForce GTX 1080 Ti", "gtx-1080-ti"),
+        ("RTX 2080", "rtx-2080"),
+        ("RTX 2080 Ti", "rtx-2080-ti"),
+        ("2080 Ti", "rtx-2080-ti"),
+        ("Titan RTX", "titan-rtx"),
+        ("NVIDIA TITAN RTX", "titan-rtx"),
+        ("Titan V", "titan-v"),
+        ("TITAN V", "titan-v"),
+        ("RTX 3060", "rtx-3060"),
+        ("RTX 3070", "rtx-3070"),
+        ("RTX 3080", "rtx-3080"),
+        ("RTX 3080 Ti", "rtx-3080-ti"),
+        ("RTX 4080", "rtx-4080"),
+        ("RTX 4090", "rtx-4090"),
+        ("RTX 5090", "rtx-5090"),
+        ("NVIDIA GeForce RTX 5090", "rtx-5090"),
+        ("Tesla P4", "p4"),
+        ("MI250X", "mi250x"),
     ],
 )
 def test_resolve_gpu(name: str, key: str):
@@ -113,10 +176,35 @@ def test_unknown_gpu_lists_close_names():
     assert "H100 SXM5 80GB" in suggestions and "H100 PCIe 80GB" in suggestions
 
 
-@pytest.mark.parametrize("name", ["", "   ", "foo", "A100 24GB", "H100 NVL", "RTX 6000 Ada"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "foo", "A100 24GB", "H100 foo", "RTX 5000 Ada", "1080", "3080 12GB", "Titan", "H100 NVL 80GB"],
+)
 def test_unknown_names_raise_usage_error(name: str):
+    # "1080" is the GTX 1080, not the 1080 Ti; "3080 12GB" is neither catalogued 3080; "Titan" is any Titan
     with pytest.raises(TraincostUsageError, match="unknown GPU"):
         resolve_gpu(name)
+
+
+@pytest.mark.parametrize("name", ["RTX 6000", "rtx6000", "NVIDIA RTX 6000", "6000"])
+def test_ambiguous_name_lists_the_candidates(name: str):
+    with pytest.raises(TraincostUsageError) as info:
+        resolve_gpu(name)
+    msg = str(info.value)
+    assert msg.startswith(f"ambiguous GPU {name!r}") and "\n" not in msg
+    for candidate in ("Quadro RTX 6000", "RTX 6000 Ada", "RTX A6000"):
+        assert candidate in msg
+
+
+def test_no_alias_is_shared_by_two_gpus():
+    from traincost.hardware.catalog import _tokens
+
+    owner: dict[frozenset[str], str] = {}
+    for g in GPUS:
+        for text in (g.key, g.name, *g.aliases):
+            toks = frozenset(_tokens(text))
+            assert toks, text
+            assert owner.setdefault(toks, g.key) == g.key, f"{text!r} names both {owner[toks]} and {g.key}"
 
 
 def test_known_model_wrong_variant_suggests_its_variants():
@@ -167,6 +255,40 @@ def test_peak_tflops_per_dtype():
         ("MI300X", "bf16_tflops", 1307.4),
         ("K80", "fp32_tflops", 4.365),  # 8.73 per 2-die board / 2
         ("P100", "fp16_tflops", 18.7),  # non-tensor FP16 rate
+        # catalog extension: NVIDIA / AMD datasheets and whitepapers
+        ("P100 SXM2", "fp32_tflops", 10.6),
+        ("A40", "fp32_tflops", 37.4),
+        ("A40", "bf16_tflops", 149.7),
+        ("A40", "mem_bandwidth_gb_s", 696),
+        ("A30", "tf32_tflops", 82),
+        ("A30", "mem_bandwidth_gb_s", 933),
+        ("L40", "fp16_tflops", 181),  # 362.1 with sparsity / 2
+        ("H100 NVL", "bf16_tflops", 835.5),  # 1671 with sparsity / 2
+        ("H100 NVL", "memory_gb", 94),
+        ("H20", "bf16_tflops", 148),
+        ("GB200", "bf16_tflops", 2500),
+        ("A10G", "bf16_tflops", 70),  # GA102 with FP32 accumulate at half rate, 80 SMs x 512 x 1.71 GHz
+        ("Quadro RTX 8000", "fp16_tflops", 130.5),
+        ("RTX A5000", "fp32_tflops", 27.8),
+        ("RTX 6000 Ada", "fp16_tflops", 364.2),  # 1457 FP8 with sparsity / 4
+        ("RTX 3090", "mem_bandwidth_gb_s", 936.2),
+        ("RTX 3090", "fp16_tflops", 71),  # FP32 accumulate, dense
+        ("RTX 4090", "bf16_tflops", 165.2),
+        ("RTX 2080 Ti", "fp16_tflops", 53.8),
+        ("GTX 1080 Ti", "fp32_tflops", 11.34),
+        ("RTX 3080", "mem_bandwidth_gb_s", 760),
+        ("RTX 5090", "mem_bandwidth_gb_s", 1792),
+        # L2 cache (MB) and boost clock (MHz)
+        ("V100", "l2_cache_mb", 6),
+        ("A100", "l2_cache_mb", 40),
+        ("H100 SXM", "l2_cache_mb", 50),
+        ("RTX 3090", "l2_cache_mb", 6),
+        ("RTX 4090", "l2_cache_mb", 72),
+        ("T4", "l2_cache_mb", 4),
+        ("P100", "l2_cache_mb", 4),
+        ("V100", "boost_clock_mhz", 1530),
+        ("A100", "boost_clock_mhz", 1410),
+        ("T4", "boost_clock_mhz", 1590),
     ],
 )
 def test_datasheet_spot_checks(name: str, field: str, expected: float):
@@ -177,6 +299,37 @@ def test_unit_properties():
     a100 = resolve_gpu("A100 SXM4 80GB")
     assert a100.memory_bytes == 80 * 2**30  # 85_899_345_920
     assert a100.mem_bandwidth_bytes_per_s == pytest.approx(2039e9)
+    assert a100.l2_bytes == 40 * 2**20
+    assert resolve_gpu("K80").l2_bytes == 1536 * 1024
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["K80", "P100", "P100 SXM2", "GTX 1080 Ti", "Tesla P4", "V100", "V100 PCIe", "Titan V", "T4", "RTX 2080 Ti",
+     "RTX 2080", "Titan RTX", "Quadro RTX 5000", "Quadro RTX 8000"],
+)
+def test_no_tf32_or_bf16_before_ampere(name: str):
+    gpu = resolve_gpu(name)
+    assert gpu.tf32_tflops is None and gpu.bf16_tflops is None
+    if gpu.architecture.startswith(("Kepler", "Pascal")):  # no tensor cores: fp16 is the non-tensor rate
+        assert gpu.fp16_tflops is None or gpu.fp16_tflops <= 2.02 * gpu.fp32_tflops
+
+
+def test_fp32_matches_sm_count_times_boost_clock():
+    # FP32 lanes per SM: 64 on GP100, GV100, Turing and GA100; 128 on GP102/GP104, GA10x, Ada, GH100 and GB202;
+    # 192 on Kepler. The datasheet FP32 is SMs x lanes x 2 x boost clock (within 4 %). Not checked: AMD, the
+    # H20 (compute capped in firmware) and B200/GB200 (NVIDIA publishes no clock).
+    lanes = {"GA100": 64, "GV100": 64, "TU1": 64, "GP100": 64, "GP10": 128, "GA10": 128, "AD10": 128,
+             "GH100": 128, "GB202": 128, "GK210": 192}
+    checked = 0
+    for g in GPUS:
+        per_sm = next((n for chip, n in lanes.items() if chip in g.architecture), None)
+        if g.vendor != "NVIDIA" or per_sm is None or g.key in ("h20",):  # H20: compute capped by firmware
+            continue
+        want = g.sm_count * per_sm * 2 * g.boost_clock_mhz * 1e6 / 1e12
+        assert g.fp32_tflops == pytest.approx(want, rel=0.04), g.key
+        checked += 1
+    assert checked >= 40
 
 
 def test_gpus_frame_is_a_fresh_copy():
@@ -238,7 +391,7 @@ def test_prices_for_unknown_gpu_raises():
 
 
 def test_every_link_has_a_rate_a_factor_and_sources():
-    from traincost.catalog import load_links
+    from traincost.hardware.catalog import load_links
 
     links = load_links()
     assert {"nvlink2", "nvlink3", "nvlink4", "nvlink5", "pcie3", "pcie4", "pcie5", "ib-edr", "ib-hdr", "ib-ndr",
@@ -250,7 +403,7 @@ def test_every_link_has_a_rate_a_factor_and_sources():
 
 
 def test_link_rates_by_hand():
-    from traincost.catalog import resolve_link
+    from traincost.hardware.catalog import resolve_link
 
     assert resolve_link("nvlink4").gb_s == 450  # 18 links x 25 GB/s per direction
     assert resolve_link("PCIe 4").gb_s == 31.5  # 16 GT/s x 16 lanes x 128/130 / 8
@@ -265,15 +418,18 @@ def test_link_rates_by_hand():
 @pytest.mark.parametrize("gpu, link", [("H100 SXM", "nvlink4"), ("H200", "nvlink4"), ("A100 SXM 80GB", "nvlink3"),
                                        ("V100", "nvlink2"), ("B200", "nvlink5"), ("A100 PCIe", "pcie4"),
                                        ("H100 PCIe", "pcie5"), ("T4", "pcie3"), ("L4", "pcie4"),
-                                       ("MI300X", "infinity-fabric"), ("K80", "pcie3")])
+                                       ("MI300X", "infinity-fabric"), ("K80", "pcie3"), ("P100 SXM2", "nvlink1"),
+                                       ("H20", "nvlink4"), ("GB200", "nvlink5"), ("H100 NVL", "pcie5"),
+                                       ("A40", "pcie4"), ("Quadro RTX 8000", "pcie3"), ("RTX 5090", "pcie5"),
+                                       ("GTX 1080 Ti", "pcie3")])
 def test_intra_node_link_of_catalog_gpus(gpu, link):
-    from traincost.catalog import intra_node_link
+    from traincost.hardware.catalog import intra_node_link
 
     assert intra_node_link(resolve_gpu(gpu)).key == link
 
 
 def test_every_catalog_gpu_has_an_intra_node_link():
-    from traincost.catalog import intra_node_link
+    from traincost.hardware.catalog import intra_node_link
 
     for g in GPUS:
         assert intra_node_link(g).kind in ("nvlink", "pcie")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import assert_one_line_error, run, run_json
 
 CONTRACT_KEYS = {"params", "flops", "bytes", "peak_memory_bytes", "ops", "unpriced_ops", "layers"}

@@ -8,7 +8,7 @@ from pathlib import Path
 from cli_helpers import assert_one_line_error, run, run_json
 from insights_data import row, write_synthetic
 
-from traincost.calibrate.bench import write_dataset
+from traincost.sweeps.bench import write_dataset
 
 
 def test_json_lists_the_files_and_top_correlations(tmp_path):
@@ -29,7 +29,7 @@ def test_json_lists_the_files_and_top_correlations(tmp_path):
 
 
 def test_text_output_names_the_report_and_reads_it(tmp_path, monkeypatch):
-    from traincost import insights
+    from traincost.reports import insights
 
     calls = []
 

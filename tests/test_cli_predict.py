@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from cli_helpers import assert_one_line_error, run, run_json
-from traincost.devices import DeviceProfile, save_profile
+
+from traincost.hardware.profile import DeviceProfile, save_profile
 
 JSON_KEYS = {"iteration_ms", "samples_per_s", "epoch_s", "total_s", "peak_memory_bytes", "fits", "max_batch_size",
              "cost_usd", "bound", "breakdown", "device", "interval"}
@@ -167,7 +167,7 @@ def test_correction_text_is_printed_literally():
     from rich.console import Console
 
     import traincost
-    from traincost.render import estimate_view
+    from traincost.cli.render import estimate_view
 
     e = traincost.predict("fc", device="cpu", batch_size=4, correction=False)
     e = dataclasses.replace(e, correction={"model": None, "reason": "needs xgboost: pip install 'traincost[learn]'"})

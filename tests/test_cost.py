@@ -1,4 +1,4 @@
-"""Epochs, total time and dollars (traincost.cost): arithmetic written out."""
+"""Epochs, total time and dollars (traincost.pricing.cost): arithmetic written out."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import math
 
 import pytest
 
-from traincost.catalog import Price
-from traincost.cost import check_run, plan_run, prices_for_profile, quote, select_provider
 from traincost.errors import TraincostUsageError
+from traincost.hardware.catalog import Price
+from traincost.pricing.cost import (
+    check_run,
+    plan_run,
+    prices_for_profile,
+    quote,
+    select_provider,
+)
 
 
 def _price(provider: str, usd: float, date: str = "2024-01-02") -> Price:
@@ -84,7 +90,7 @@ def test_select_provider_is_case_insensitive_and_names_the_known_ones():
 
 
 def test_prices_come_from_the_catalog_for_a_catalog_gpu_and_not_for_a_cpu():
-    from traincost.devices import profile_for
+    from traincost.hardware.store import profile_for
 
     a100 = prices_for_profile(profile_for("A100 SXM 80GB"))
     assert a100 and all(p.gpu_key == "a100-sxm4-80gb" for p in a100)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from traincost.api import Estimate
 from traincost.decide import Choice, choices, pareto_front, rank_choices
 from traincost.errors import TraincostUsageError
-from traincost.predict import Estimate
 
 
 def test_pareto_front_on_a_constructed_table():

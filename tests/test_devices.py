@@ -1,10 +1,10 @@
-"""Tests for traincost.devices: curves, profile JSON (save / load / rejection), datasheet profiles,
-profile resolution, and the curve fit of traincost.calibrate.fitting on synthetic measurements."""
+"""Tests for traincost.hardware (profile, datasheet, store): curves, profile JSON (save / load / rejection),
+datasheet profiles, profile resolution, and the curve fit of traincost.calibrate.fitting on synthetic measurements."""
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -12,25 +12,29 @@ import numpy as np
 import pytest
 
 from traincost.calibrate.fitting import fit_curve, fit_linear_nonneg
-from traincost.catalog import resolve_gpu
-from traincost.devices import (
+from traincost.errors import TraincostError, TraincostUsageError
+from traincost.hardware.catalog import resolve_gpu
+from traincost.hardware.datasheet import (
     DEFAULT_CONV,
     DEFAULT_MATMUL,
     DEFAULT_MEMORY_FRACTION,
+    datasheet_profile,
+    load_kernel_refs,
+)
+from traincost.hardware.profile import (
     SCHEMA_VERSION,
     Curve,
     DeviceProfile,
     ProfileError,
-    datasheet_profile,
     load_profile,
-    load_shipped_profiles,
-    profile_for,
     save_profile,
     vector_lanes,
 )
-from traincost.errors import TraincostError, TraincostUsageError
+from traincost.hardware.store import load_shipped_profiles, profile_for
+from traincost.pricing.optable import price_op
 
-H200_REFERENCE = Path("/work/shared/reference/h200_microbench.json")
+ROOT = Path(__file__).resolve().parents[1]
+H200_REFERENCE = ROOT / "data" / "reference" / "h200_microbench.json"
 
 
 def _profile(**over) -> DeviceProfile:
@@ -206,11 +210,20 @@ def test_compute_curve_fallbacks_and_device_time():
     assert prof.compute_curve("conv", "fp32", channels_last=True).peak == 1e11
     assert prof.compute_curve("attention", "fp32") is prof.compute["matmul"]["fp32"]
     assert prof.compute_curve("matmul", "bf16") is None
-    # matmul 1e9 FLOP: 5 us + 1e9 / 1e11 = 10.005 ms; its 12 MB move at 30 GB/s is shorter
-    assert prof.device_time_s("matmul", "fp32", 1e9, 12e6) == pytest.approx(5e-6 + 1e-2)
+    # priced through the one pricer (a one-row op table):
+    # matmul 1e9 FLOP: 5 us + 1e9 / 1e11 = 10.005 ms; its 12 MB move at 30 GB/s (1 us + 0.4 ms) is shorter
+    assert price_op(prof, "matmul", "fp32", 1e9, 12e6) == pytest.approx(10.005e-3, rel=1e-12)
     # an elementwise op of 300 MB (beyond the 8 MB cache tier): 1 us + 300e6 / 3e10 = 10.001 ms
-    assert prof.device_time_s("elementwise", "fp32", 75e6, 300e6) == pytest.approx(1e-6 + 1e-2)
-    assert prof.device_time_s("free", "fp32", 0, 0) == 0.0
+    assert price_op(prof, "elementwise", "fp32", 75e6, 300e6) == pytest.approx(10.001e-3, rel=1e-12)
+    # 6 MB inside the cache tier streams at 120 GB/s: 1 us + 6e6 / 1.2e11 = 51 us; unless the step's working
+    # set (1 GiB) does not fit in the cache: 1 us + 6e6 / 3e10 = 201 us
+    assert price_op(prof, "elementwise", "fp32", 0, 6e6) == pytest.approx(51e-6, rel=1e-12)
+    assert price_op(prof, "elementwise", "fp32", 0, 6e6, working_set_bytes=2**30) == pytest.approx(201e-6, rel=1e-12)
+    # conv 1.6e9 FLOP: 20 us + 1.6e9 / 8e10 = 20.02 ms; channels_last: 20 us + 1.6e9 / 1e11 = 16.02 ms
+    assert price_op(prof, "conv", "fp32", 1.6e9, op="aten.convolution") == pytest.approx(20.02e-3, rel=1e-12)
+    assert price_op(prof, "conv", "fp32", 1.6e9, op="aten.convolution",
+                    channels_last=True) == pytest.approx(16.02e-3, rel=1e-12)
+    assert price_op(prof, "free", "fp32") == 0.0
 
 
 # ------------------------------------------------------------------ datasheet profiles
@@ -219,7 +232,7 @@ def test_compute_curve_fallbacks_and_device_time():
 def test_datasheet_profile_is_marked_and_scales_with_peaks():
     a100 = resolve_gpu("A100 SXM 80GB")
     h100 = resolve_gpu("H100 SXM")
-    pa, ph = datasheet_profile(a100), datasheet_profile(h100)
+    pa, ph = datasheet_profile(a100, kernel_refs=()), datasheet_profile(h100, kernel_refs=())  # the defaults alone
     for p, g in ((pa, a100), (ph, h100)):
         assert p.source == "datasheet" and p.kind == "cuda" and p.catalog_key == g.key
         assert p.memory_bytes == g.memory_bytes
@@ -235,12 +248,18 @@ def test_datasheet_profile_is_marked_and_scales_with_peaks():
 
 def test_datasheet_profile_without_tf32_or_bf16():
     v100 = resolve_gpu("V100 SXM2 16GB")
-    p = datasheet_profile(v100)
+    p = datasheet_profile(v100, kernel_refs=())
     assert "bf16" not in p.compute["matmul"] and "tf32" not in p.compute["matmul"]
     assert p.compute["matmul"]["fp16"].peak == pytest.approx(125e12 * DEFAULT_MATMUL["fp16"][0])
     # no TF32: fp32 convolutions run on CUDA cores and scale with the fp32 peak
     assert p.compute["conv"]["fp32"].peak < v100.fp32_tflops * 1e12
     assert p.properties["conv_fp32_uses_tf32"] is False
+    # with the shipped NeuSight curves, a V100 SXM2's CUDA-core conv is the fraction measured on its chip (a V100
+    # PCIe; above 1: Winograd
+    # computes a 3x3 convolution in fewer multiplications than the FLOPs counted)
+    own = next(r for r in load_kernel_refs() if r["catalog_name"].startswith("V100"))["compute"]["conv"]["fp32_strict"]
+    assert datasheet_profile(v100).compute["conv"]["fp32"].peak == pytest.approx(
+        own["fraction"] * v100.fp32_tflops * 1e12)
 
 
 def test_datasheet_profile_learns_from_calibrated_references():
@@ -251,7 +270,7 @@ def test_datasheet_profile_learns_from_calibrated_references():
                             "conv": {"fp32": Curve(0.3 * h100.tf32_tflops * 1e12, 15e-6)}},
                    memory=Curve(0.9 * h100.mem_bandwidth_bytes_per_s, 2e-6),
                    properties={"conv_fp32_uses_tf32": True})
-    p = datasheet_profile(a100, [ref])
+    p = datasheet_profile(a100, [ref], kernel_refs=())
     assert p.source == "datasheet"
     assert p.compute["matmul"]["bf16"].peak == pytest.approx(0.6 * a100.bf16_tflops * 1e12)
     assert p.compute["matmul"]["bf16"].latency_s == pytest.approx(12e-6)
@@ -263,7 +282,43 @@ def test_datasheet_profile_learns_from_calibrated_references():
         2.5e-10 * h100.mem_bandwidth_gb_s / a100.mem_bandwidth_gb_s)
 
 
-@pytest.mark.skipif(not H200_REFERENCE.exists(), reason="shared reference data not present")
+def _kernel_ref(name: str, matmul: float, conv: float, memory: float) -> dict:
+    return {"name": f"{name} (NeuSight)", "catalog_name": name, "architecture": "x",
+            "compute": {"matmul": {"fp32": {"fraction": matmul, "k_half": 0.0, "depth_kind": None}},
+                        "conv": {"fp32_strict": {"fraction": conv, "k_half": 0.0, "depth_kind": None}}},
+            "memory": {"fraction": memory}}
+
+
+def test_datasheet_profile_takes_medians_per_gpu_and_a_gpus_own_measurement_first():
+    h100 = resolve_gpu("H100 SXM")
+    v100 = resolve_gpu("V100 SXM2 16GB")
+    cal = [_profile(kind="cuda", catalog_key=h100.key, name=f"H100 host {i}",
+                    compute={"matmul": {"fp32": Curve(f * h100.fp32_tflops * 1e12, 12e-6)}},
+                    memory=Curve(0.9 * h100.mem_bandwidth_bytes_per_s, 2e-6), properties={"conv_fp32_uses_tf32": True})
+           for i, f in enumerate((0.50, 0.60))]                 # one GPU calibrated twice: its median 0.55 counts once
+    refs = [_kernel_ref("T4", 0.40, 0.70, 0.75), _kernel_ref("P100 PCIe 16GB", 0.70, 1.20, 0.80)]
+    # matmul fp32 fractions per GPU: H100 0.55, T4 0.40, P100 0.70 -> median 0.55 (not the 4-value median 0.55/0.575)
+    p = datasheet_profile(v100, cal, kernel_refs=refs)
+    assert p.compute["matmul"]["fp32"].peak == pytest.approx(0.55 * v100.fp32_tflops * 1e12)
+    assert p.compute["matmul"]["fp32"].latency_s == pytest.approx(12e-6)     # latencies from calibrations only
+    # memory fractions: H100 0.9, T4 0.75, P100 0.80 -> 0.80; CUDA-core conv: T4 0.70, P100 1.20 -> 0.95
+    assert p.memory.peak == pytest.approx(0.80 * v100.mem_bandwidth_bytes_per_s)
+    assert p.compute["conv"]["fp32"].peak == pytest.approx(0.95 * v100.fp32_tflops * 1e12)
+    own = datasheet_profile(resolve_gpu("T4"), cal, kernel_refs=refs)      # T4's chip measured: its fractions
+    t4 = resolve_gpu("T4")
+    assert own.compute["matmul"]["fp32"].peak == pytest.approx(0.40 * t4.fp32_tflops * 1e12)
+    assert own.memory.peak == pytest.approx(0.75 * t4.mem_bandwidth_bytes_per_s)
+    assert any("T4 (NeuSight)" in d for d in own.properties["derived_from"])
+
+
+def test_shipped_kernel_refs_are_what_the_script_fits():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit_kernel_refs.py"), "--check"])
+    assert out.returncode == 0, "traincost/data/kernel_refs.json differs: run python scripts/fit_kernel_refs.py"
+
+
 def test_default_constants_match_the_h200_reference():
     """DEFAULT_MATMUL / DEFAULT_CONV / DEFAULT_MEMORY_FRACTION are fits of h200_microbench.json."""
     d = json.loads(H200_REFERENCE.read_text())
@@ -330,19 +385,20 @@ def test_profile_for_a_gpu_with_several_calibrated_hosts_takes_the_newest(monkey
     older = dataclasses.replace(newest, name="older host", created="2020-01-01T00:00:00+00:00")
     later = dataclasses.replace(newest, name="later host", created="2030-01-01T00:00:00+00:00")
     for order in ((later, older), (older, later)):
-        monkeypatch.setattr("traincost.devices.load_shipped_profiles", lambda order=order: order)
+        monkeypatch.setattr("traincost.hardware.store.load_shipped_profiles", lambda order=order: order)
         assert profile_for("H200").name == "later host"
     # times compare as times, not strings: 10:00+02:00 is 08:00 UTC, before 09:00 UTC; no date is the oldest
     east = dataclasses.replace(newest, name="east", created="2030-01-01T10:00:00+02:00")
     utc = dataclasses.replace(newest, name="utc", created="2030-01-01T09:00:00+00:00")
     undated = dataclasses.replace(newest, name="undated", created="")
-    monkeypatch.setattr("traincost.devices.load_shipped_profiles", lambda: (undated, utc, east))
+    monkeypatch.setattr("traincost.hardware.store.load_shipped_profiles", lambda: (undated, utc, east))
     assert profile_for("H200").name == "utc"
 
 
 def test_shipped_profiles_match_the_current_fitter():
-    """A change to the curve fitting must be followed by ``refit`` of the shipped profiles."""
-    from traincost.calibrate.microbench import refit
+    """A change to the curve fitting must be followed by ``refit`` of the full profiles in ``data/profiles/`` (and
+    ``scripts/ship_profiles.py``): each refits from its own raw points to the values the package ships."""
+    from traincost.calibrate.assemble import refit
 
     def close(a: object, b: object) -> bool:
         """Equal up to the last digits that another numpy/scipy build may change (1e-6 relative)."""
@@ -354,8 +410,11 @@ def test_shipped_profiles_match_the_current_fitter():
             return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-15)
         return a == b
 
-    for p in load_shipped_profiles():
-        again = refit(p)
+    full = {p.name: p for p in map(load_profile, sorted((ROOT / "data" / "profiles").glob("*.json")))}
+    shipped = load_shipped_profiles()
+    assert sorted(full) == sorted(p.name for p in shipped)
+    for p in shipped:
+        again = refit(full[p.name])
         assert close(again.compute, p.compute), p.name
         assert close(again.memory, p.memory) and close(again.reduction, p.reduction), p.name
         assert close(again.optimizer, p.optimizer) and close(again.dispatch_s, p.dispatch_s), p.name
@@ -389,9 +448,10 @@ def test_kernel_curve_fallbacks():
     assert p.kernel_curve("native_batch_norm", "bf16", channels_last=True) is bn["bf16"]
     assert p.kernel_curve("native_batch_norm", "fp16", channels_last=True) is bn["fp32_channels_last"]
     assert p.kernel_curve("max_pool2d_with_indices", "fp32") is None
-    # device_time_s reads the op's curve for the memory term
-    assert p.device_time_s("norm", "fp32", 0, 4e6, op="aten.native_batch_norm") == pytest.approx(1e-6 + 4e6 / 2e9)
-    assert p.device_time_s("norm", "fp32", 0, 4e6) == pytest.approx(p.memory.time_s(4e6))
+    # the pricer reads the op's curve for the memory term: 1 us + 4e6 / 2e9 = 2.001 ms
+    assert price_op(p, "norm", "fp32", 0, 4e6, op="aten.native_batch_norm") == pytest.approx(2.001e-3, rel=1e-12)
+    # an op without a curve of its own: the memory curve, 4 MB in its cache tier: 1 us + 4e6 / 1.2e11 = 34.33 us
+    assert price_op(p, "norm", "fp32", 0, 4e6) == pytest.approx(1e-6 + 4e6 / 1.2e11, rel=1e-12)
 
 
 def test_vector_lanes_from_the_recorded_capability_else_the_flags():
@@ -416,13 +476,16 @@ def test_kernel_tail_per_pixel_row_for_channels_off_the_vector_width():
     bad = _profile(properties={"kernel_tail_s_per_row": {"native_batch_norm/fp32_channels_last": {"8": "fast"}}})
     with pytest.raises(ProfileError, match=r"kernel_tail_s_per_row\.native_batch_norm/fp32_channels_last"):
         bad.kernel_tail_s("native_batch_norm", "fp32", np.array([8]), np.array([1e3]))
-    # device_time_s adds it to the kernel curve of a channels_last op given its pixels (depth = channels)
+    # the pricer adds it to the kernel curve of a channels_last op: an (N, C, H, W) = (10, 8, 10, 10) input has
+    # 8 channels and 1000 pixel rows: 1 us + 4e6 / 2e9 + 1000 x 60 ns = 2.061 ms
     p = _profile(kernels={"native_batch_norm_backward": {"fp32_channels_last": Curve(2e9, 1e-6)}},
                  properties={"cpu_flags": ["avx512f"], "kernel_tail_s_per_row": table})
-    t = p.device_time_s("norm", "fp32", 0, 4e6, True, depth=8, op="aten.native_batch_norm_backward", rows=1000)
-    assert t == pytest.approx(1e-6 + 4e6 / 2e9 + 1000 * 6e-8, rel=1e-12)
-    assert p.device_time_s("norm", "fp32", 0, 4e6, False, depth=8, op="aten.native_batch_norm_backward",
-                           rows=1000) == pytest.approx(p.memory.time_s(4e6), rel=1e-12)  # contiguous: no tail
+    op, ins = "aten.native_batch_norm_backward", [(10, 8, 10, 10)]
+    t = price_op(p, "norm", "fp32", 0, 4e6, op=op, input_shapes=ins, channels_last=True)
+    assert t == pytest.approx(2.061e-3, rel=1e-12)
+    # contiguous: no channels_last curve and no tail, the memory curve in its cache tier: 1 us + 4e6 / 1.2e11
+    assert price_op(p, "norm", "fp32", 0, 4e6, op=op, input_shapes=ins) == pytest.approx(1e-6 + 4e6 / 1.2e11,
+                                                                                        rel=1e-12)
 
 
 def test_kernel_curve_of_a_2d_activation():
@@ -447,7 +510,7 @@ def test_gemm_shape_points():
 def test_fit_chooses_the_depth_dimension_that_explains_the_times():
     """Synthetic conv weight-gradient times whose rate depends on N x H_out x W_out only: the fit keeps the
     ``positions`` depth term and recovers its constants."""
-    from traincost.calibrate.microbench import _fit
+    from traincost.calibrate.curves import _fit
 
     rows = []
     for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7), (512, 2), (256, 4), (64, 16)):

@@ -1,4 +1,4 @@
-"""Training and cross-validating the correction (traincost.calibrate.fit) on tiny datasets built here."""
+"""Training and cross-validating the correction (traincost.sweeps.fit) on tiny datasets built here."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("xgboost")
 
-from traincost.calibrate import fit as F
-from traincost.calibrate.bench import FIELDS, write_dataset
 from traincost.flopmodel.arch import resolve
+from traincost.sweeps import fit as F
+from traincost.sweeps.bench import FIELDS, write_dataset
 
 CPU = "AMD EPYC (2 threads)"  # the shipped CPU profile's name
 
@@ -55,8 +55,8 @@ def frame(tmp_path_factory) -> F.Frame:
 
 
 def test_build_frame_walks_every_row_with_the_current_code(frame, tmp_path):
-    from traincost.devices import load_shipped_profiles
-    from traincost.predict import predict
+    from traincost.api import predict
+    from traincost.hardware.store import load_shipped_profiles
 
     assert len(frame) == 12 and list(frame.X.columns) == list(F.FEATURES)
     row = frame.meta.iloc[0]
@@ -83,7 +83,7 @@ def test_the_feature_cache_skips_walks_of_the_same_code(frame, tmp_path, monkeyp
     monkeypatch.setattr(F, "_features_chunk", no_walks)
     again = F.build_frame([data], processes=1, cache=cache)
     assert np.array_equal(again.X.to_numpy(), first.X.to_numpy()) and np.array_equal(again.y, first.y)
-    monkeypatch.setattr(F, "code_version", lambda: "another")        # other code: everything is walked
+    monkeypatch.setattr(F, "model_version", lambda: "another")        # other code: everything is walked
     with pytest.raises(AssertionError, match="walked again"):
         F.build_frame([data], processes=1, cache=cache)
 
@@ -255,7 +255,7 @@ def test_fit_model_stores_intervals_scope_and_cv(frame, tmp_path):
     lo, hi = model.intervals_[0.8]
     assert lo <= hi and set(model.metadata_["analytic_intervals"]) == {"cpu"}
     path = model.save(tmp_path / "m.json")
-    from traincost.correction import load
+    from traincost.correction.estimator import load
 
     again = load(path)
     assert again.metadata_["cv"]["family"]["n"] == 12 and np.array_equal(again.predict(frame.X), model.predict(frame.X))
@@ -263,7 +263,7 @@ def test_fit_model_stores_intervals_scope_and_cv(frame, tmp_path):
 
 def test_a_rows_profile_name_wins_over_its_device_whatever_the_order():
     """Two hosts of one GPU: both profiles could match the row's ``device``; its ``profile_name`` decides."""
-    from traincost.devices import load_shipped_profiles
+    from traincost.hardware.store import load_shipped_profiles
 
     h200s = [p for p in load_shipped_profiles() if p.catalog_key == "h200-sxm-141gb"]
     old = next(p for p in h200s if p.name == "NVIDIA H200")

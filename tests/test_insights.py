@@ -1,4 +1,4 @@
-"""traincost.insights: correlations, one-factor series, accuracy, residual tables and the HTML report."""
+"""traincost.reports: correlations, one-factor series, accuracy, residual tables and the insights report."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from insights_data import CPU, VGG_BASE, row, write_legacy, write_synthetic
 
-from traincost import insights
-from traincost.calibrate.bench import write_dataset
 from traincost.errors import TraincostError, TraincostUsageError
+from traincost.reports import analysis, insights, loading
+from traincost.sweeps.bench import write_dataset
 
 # ------------------------------------------------------------------------------------------ correlations
 
@@ -28,7 +28,7 @@ def _frame(**cols: list) -> pd.DataFrame:
 def test_monotone_feature_has_spearman_one_and_hand_pearson():
     x = [1.0, 2.0, 4.0, 8.0, 16.0]
     y = [3 * v * v for v in x]  # 3, 12, 48, 192, 768: monotone, a power law
-    table = insights.correlation_table(_frame(flops_total=x, measured_ms=y))
+    table = analysis.correlation_table(_frame(flops_total=x, measured_ms=y))
     got = table[(table.group == "all") & (table.feature == "flops_total")].iloc[0]
     # Pearson by hand: mean x = 31/5 = 6.2, mean y = 1023/5 = 204.6
     dx = [v - 6.2 for v in x]
@@ -43,7 +43,7 @@ def test_monotone_feature_has_spearman_one_and_hand_pearson():
 
 def test_decreasing_and_unrelated_features():
     y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    table = insights.correlation_table(_frame(measured_ms=y, hidden_layers=[6, 5, 4, 3, 2, 1],
+    table = analysis.correlation_table(_frame(measured_ms=y, hidden_layers=[6, 5, 4, 3, 2, 1],
                                               classes=[1, -1, -1, 1, 1, -1], dropout=[0.5] * 6))
     got = table[table.group == "all"].set_index("feature")
     assert got.loc["hidden_layers", "spearman"] == pytest.approx(-1.0)
@@ -62,7 +62,7 @@ def test_groups_overall_and_per_family():
         "filters": [np.nan] * 5 + [50, 40, 30, 20, 10],  # a vgg parameter, absent from fc rows
         "batch_size": [1, 1, 2, 2, 2, 1, 1, 2, 2, 2],
     })
-    table = insights.correlation_table(frame)
+    table = analysis.correlation_table(frame)
     assert list(dict.fromkeys(table.group)) == ["all", "fc", "vgg"]
     filters = table[table.feature == "filters"]
     assert filters.group.tolist() == ["vgg"]  # not in 'all': missing on fc rows
@@ -79,20 +79,20 @@ def test_top_correlations_orders_by_absolute_value():
     table = pd.DataFrame({"group": ["all"] * 3 + ["fc"], "feature": ["a", "b", "c", "a"],
                           "kind": ["counted", "step", "counted", "counted"], "n": 5,
                           "pearson": 0.0, "pearson_log": 0.0, "spearman": [0.3, -0.9, 0.5, 1.0]})
-    assert insights.top_correlations(table, k=2).feature.tolist() == ["b", "c"]
-    assert insights.top_correlations(table, kind="counted").feature.tolist() == ["c", "a"]
+    assert analysis.top_correlations(table, k=2).feature.tolist() == ["b", "c"]
+    assert analysis.top_correlations(table, kind="counted").feature.tolist() == ["c", "a"]
 
 
 def test_unknown_target_is_a_usage_error():
     with pytest.raises(TraincostUsageError, match="nope"):
-        insights.correlation_table(_frame(measured_ms=[1, 2]), target="nope")
+        analysis.correlation_table(_frame(measured_ms=[1, 2]), target="nope")
 
 
 # ------------------------------------------------------------------------------------------ loading, one factor
 
 
 def test_load_frame_reads_specs_and_step(tmp_path):
-    frame = insights.load_frame([write_synthetic(tmp_path)])
+    frame = loading.load_frame([write_synthetic(tmp_path)])
     assert len(frame) == 16
     assert set(frame.family) == {"fc", "vgg"}
     vgg = frame[frame.family == "vgg"]
@@ -103,7 +103,7 @@ def test_load_frame_reads_specs_and_step(tmp_path):
 
 
 def test_load_frame_legacy_columns_take_family_from_spec(tmp_path):
-    frame = insights.load_frame([write_legacy(tmp_path)])
+    frame = loading.load_frame([write_legacy(tmp_path)])
     assert len(frame) == 12 and set(frame.family) == {"fc", "vgg"}
     assert frame.stored_analytic_ms.isna().all()  # the precursor stored no analytic prediction
     assert set(frame.device) == {"NVIDIA H200"}
@@ -112,28 +112,28 @@ def test_load_frame_legacy_columns_take_family_from_spec(tmp_path):
 def test_resnet_block_lists_become_totals(tmp_path):
     params = {"blocks": [2, 3], "block": "basic", "width": 8, "input_size": 32, "classes": 10}
     path = write_dataset([row("resnet", params)], tmp_path / "r.csv")
-    frame = insights.load_frame([path])
+    frame = loading.load_frame([path])
     assert frame.loc[0, "blocks"] == 5 and frame.loc[0, "stages"] == 2 and frame.loc[0, "bottleneck"] == 0
 
 
 def test_one_factor_series_adds_the_base_and_sorts(tmp_path):
-    frame = insights.load_frame([write_synthetic(tmp_path)])
-    series = insights.one_factor_series(frame)
+    frame = loading.load_frame([write_synthetic(tmp_path)])
+    series = analysis.one_factor_series(frame)
     assert set(zip(series.family, series.factor)) == {("vgg", "filters"), ("vgg", "batch_size")}
     filters = series[series.factor == "filters"]
     assert filters.x.tolist() == [4, 8, 16]  # the base (4 filters) first, then sorted
     assert filters.measured_ms.tolist() == [2.0, 4.0, 8.0]
     batch = series[series.factor == "batch_size"]
     assert batch.x.tolist() == [8, 16] and batch.measured_ms.tolist() == [2.0, 3.0]
-    summary = insights.one_factor_summary(series).set_index("factor")
+    summary = analysis.one_factor_summary(series).set_index("factor")
     assert summary.loc["filters", "swing"] == pytest.approx(8.0 / 2.0)
     assert summary.loc["batch_size", "swing"] == pytest.approx(3.0 / 2.0)
     assert summary.index[0] == "filters"  # the largest swing first
 
 
 def test_no_seed_sweeps_gives_an_empty_series(tmp_path):
-    frame = insights.load_frame([write_legacy(tmp_path)])
-    assert insights.one_factor_series(frame).empty
+    frame = loading.load_frame([write_legacy(tmp_path)])
+    assert analysis.one_factor_series(frame).empty
 
 
 # ------------------------------------------------------------------------------------------ accuracy, residual
@@ -142,7 +142,7 @@ def test_no_seed_sweeps_gives_an_empty_series(tmp_path):
 def test_accuracy_table_by_hand():
     frame = pd.DataFrame({"family": ["fc", "fc", "vgg", "vgg"], "measured_ms": [10.0, 10.0, 10.0, 10.0],
                           "pred": [9.5, 12.0, 5.0, 10.0]})
-    acc = insights.accuracy_table(frame, "pred").set_index("group")
+    acc = analysis.accuracy_table(frame, "pred").set_index("group")
     # APE 5, 20, 50, 0 %: median 12.5; within 10 %: 2 of 4
     assert acc.loc["all", "median_ape"] == pytest.approx(12.5)
     assert acc.loc["all", "within_band"] == pytest.approx(50.0)
@@ -156,10 +156,10 @@ class _FakeModel:
 
 
 def test_importance_and_contribution_tables():
-    imp = insights.importance_table(_FakeModel())
+    imp = analysis.importance_table(_FakeModel())
     assert imp.feature.tolist() == ["b", "c", "a"]
     contribs = pd.DataFrame({"a": [0.1, -0.3], "b": [0.0, 0.1], "bias": [1.0, 1.0]})
-    table = insights.contribution_table(contribs).set_index("feature")
+    table = analysis.contribution_table(contribs).set_index("feature")
     assert "bias" not in table.index
     assert table.loc["a", "mean_abs"] == pytest.approx(0.2)
     assert table.loc["a", "mean"] == pytest.approx(-0.1)
@@ -216,13 +216,13 @@ def test_report_says_what_it_skipped(two_devices):
 
 def test_report_reading_comes_from_the_numbers(two_devices):
     data, result = two_devices
-    frame = insights.load_frame([data])
+    frame = loading.load_frame([data])
     random_rows = frame[~frame.sweep.str.startswith("seed:")]
-    best = insights.top_correlations(insights.correlation_table(random_rows), kind="counted").iloc[0]
+    best = analysis.top_correlations(analysis.correlation_table(random_rows), kind="counted").iloc[0]
     assert any(f"{best.feature} (Spearman ρ={best.spearman:.2f}" in s for s in result.reading)
     t = frame.measured_ms
     assert any(f"step time {t.min():.2f}–{t.max():.1f} ms" in s for s in result.reading), result.reading[0]
-    acc = insights.accuracy_table(frame, "stored_analytic_ms").set_index("group")
+    acc = analysis.accuracy_table(frame, "stored_analytic_ms").set_index("group")
     assert any(f"median error {acc.loc['all', 'median_ape']:.1f} %" in s for s in result.reading)
     assert any("vgg filters ×4.0" in s for s in result.reading)  # the one-factor swing, 2 -> 8 ms
     assert {r["device"] for r in result.top_correlations} == {CPU, "NVIDIA H200"}
@@ -258,8 +258,8 @@ def test_missing_matplotlib_is_a_failure(tmp_path, monkeypatch):
 
 def test_report_with_a_residual_model(tmp_path):
     """Walk tiny rows with today's model, fit a small residual on them, and report with it."""
-    fit = pytest.importorskip("traincost.calibrate.fit")
-    from traincost.correction import ResidualModel
+    fit = pytest.importorskip("traincost.sweeps.fit")
+    from traincost.correction.estimator import ResidualModel
 
     rows = []
     for i in range(3):

@@ -8,7 +8,12 @@ import torch
 import traincost
 from traincost import max_batch_size, resolve
 from traincost.errors import SpecError
-from traincost.flopmodel.memory import BLOCK_BYTES, CATEGORIES, MemoryLedger, round_block
+from traincost.flopmodel.memory import (
+    BLOCK_BYTES,
+    CATEGORIES,
+    MemoryLedger,
+    round_block,
+)
 
 
 def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Data-parallel step (traincost.parallel): all-reduce formula, DDP buckets, overlap, predict() with gpus/nodes.
+"""Data-parallel step (traincost.pricing.parallel): all-reduce formula, DDP buckets, overlap, predict() with gpus/nodes.
 
 Expected numbers are hand arithmetic; timelines are constructed so the answer can be worked out on paper.
 """
@@ -12,7 +12,7 @@ import pytest
 
 import traincost
 from traincost.errors import TraincostUsageError
-from traincost.parallel import (
+from traincost.pricing.parallel import (
     DDP_BUCKET_CAP_BYTES,
     DDP_FIRST_BUCKET_BYTES,
     Fabric,
@@ -26,7 +26,7 @@ from traincost.parallel import (
     overlap,
     parse_network,
 )
-from traincost.predict import Pricing, simulate
+from traincost.pricing.timeline import Pricing, simulate
 
 MiB = 2**20
 
@@ -81,7 +81,7 @@ def test_fabric_from_the_catalog():
 
 
 def _profile(name: str):
-    from traincost.devices import profile_for
+    from traincost.hardware.store import profile_for
 
     return profile_for(name)
 

@@ -14,11 +14,20 @@ Public API::
     traincost.ArchSpec, traincost.resolve(name, params, input_shape)
 """
 
-from traincost.errors import ModelBuildError, SpecError, TraincostError, TraincostUsageError
+from traincost.api import (  # after: rebinds traincost.predict to the function
+    Estimate,
+    compare,
+    predict,
+)
+from traincost.errors import (
+    ModelBuildError,
+    SpecError,
+    TraincostError,
+    TraincostUsageError,
+)
 from traincost.flopmodel.arch import ArchSpec, resolve
-from traincost.devices import DeviceProfile
 from traincost.flopmodel.count import CountResult, count, max_batch_size
-from traincost.predict import Estimate, compare, predict  # after: rebinds traincost.predict to the function
+from traincost.hardware.profile import DeviceProfile
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """Which GPU and provider to train on: (GPU, provider) options ranked by time and by dollars, Pareto front.
 
-Pure functions over :class:`traincost.predict.Estimate` objects (one per device, with their price quotes).
+Pure functions over :class:`traincost.api.Estimate` objects (one per device, with their price quotes).
 One :class:`Choice` per (device, provider quote); a device without a price is one choice with no provider.
 
 * **time** of a choice: the run's ``total_s`` when the dataset size is known, else its step time (the same
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from traincost.errors import TraincostUsageError
 
 if TYPE_CHECKING:
-    from traincost.predict import Estimate
+    from traincost.api import Estimate
 
 __all__ = ["SORTS", "Choice", "choices", "pareto_front", "rank_choices"]
 

@@ -1,4 +1,4 @@
-"""The tools that measure and learn (upper floor): ``microbench`` calibrates device profiles.
+"""The tools that measure and learn (upper floor): ``measure.calibrate`` calibrates device profiles.
 
 ``from traincost.calibrate import calibrate`` works; the heavy modules load on first use.
 """
@@ -12,7 +12,7 @@ __all__ = ["calibrate"]
 
 def __getattr__(name: str) -> Any:
     if name == "calibrate":
-        from traincost.calibrate.microbench import calibrate
+        from traincost.calibrate.measure import calibrate
 
         return calibrate
     raise AttributeError(f"module 'traincost.calibrate' has no attribute {name!r}")

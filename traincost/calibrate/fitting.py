@@ -1,6 +1,6 @@
 """Fitting the efficiency curves of a device profile from timed microbenchmarks.
 
-A :class:`~traincost.devices.Curve` says how long one kernel of a class takes for a given work size
+A :class:`~traincost.hardware.profile.Curve` says how long one kernel of a class takes for a given work size
 (FLOPs for compute, bytes read + written for memory)::
 
     time_s(work) = latency_s + work / rate          rate = peak
@@ -12,7 +12,7 @@ cut the median absolute percentage error of the fit by ``_MIN_IMPROVEMENT``):
 
 * a **depth term** for convolutions: the reduction depth of the implicit GEMM (``C_in / groups * kh * kw``)
   decides how well the tensor cores / vector units are fed. On the public H200 run
-  (``/work/shared/reference/h200_microbench.json``) the 7x7 stem (depth 147) reaches 29 TFLOP/s and a 3x3
+  (``data/reference/h200_microbench.json``) the 7x7 stem (depth 147) reaches 29 TFLOP/s and a 3x3
   with 512 channels (depth 4608) 127; the depth term cuts the conv fit's median APE from 22 % to 6 % (fp32)
   and from 20 % to 11 % (bf16). CPUs show the same (a 1x1 conv with 64 input channels runs 10x below a
   3x3 with 128).
@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear
 
-from traincost.devices import Curve
+from traincost.hardware.profile import Curve
 
 __all__ = ["FitReport", "ape", "fit_curve", "fit_linear_nonneg"]
 

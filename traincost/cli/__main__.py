@@ -1,0 +1,5 @@
+"""``python -m traincost.cli``: the command line."""
+
+from traincost.cli import main
+
+main()
