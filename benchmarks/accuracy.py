@@ -320,6 +320,11 @@ def section_h200() -> pd.DataFrame:
                        ("host_ms", "host ms", ".2f"), ("device_ms", "device ms", ".2f"), ("bound", "bound", ""),
                        ("mem_err_pct", "peak mem err %", "+.1f")])
     _summary_lines(res, "precision")
+    for bound, part in res.groupby("bound", sort=True):  # where the analytic model errs: host or device time
+        am, _ = ape_summary(part["analytic_err_pct"])
+        cm, _ = ape_summary(part["err_pct"])
+        print(f"  bound={bound}: rows {len(part)}, analytic median APE {am:.1f} % (signed "
+              f"{part['analytic_err_pct'].median():+.1f} %), corrected {cm:.1f} % (signed {part['err_pct'].median():+.1f} %)")
     m, p = ape_summary(res["mem_err_pct"])
     print(f"peak memory: median APE {m:.1f} %, p90 APE {p:.1f} %")
     # The same steps priced with the profile `--device H200` takes (the newest H200 calibration, another host:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from traincost.errors import TraincostUsageError
+from traincost.hardware.host import host_summary, with_host
 from traincost.hardware.profile import DeviceProfile
 from traincost.hardware.store import cpu_model, profile_for
 from traincost.pricing.cost import (
@@ -92,6 +93,7 @@ class Estimate:
     device_memory_bytes: int = 0
     max_batch_size_exact: bool = False
     notes: list[str] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)  # the host the step's host timeline assumes
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``traincost predict --json`` (plain Python types)."""
@@ -317,8 +319,8 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
     quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile), gpus)
     cost = {q.provider: q.usd for q in quotes if q.usd is not None}
     if profile.source == "datasheet":
-        notes.append("datasheet profile: rates are datasheet peaks x fractions reached by calibrated GPUs; "
-                     "less certain than a calibrated profile")
+        notes.append("datasheet profile: rates are datasheet peaks x the fractions measured GPUs reach (the "
+                     "profile's derived_from); less certain than a calibrated profile")
     if dataset_size is None:
         notes.append("no dataset size: epoch, total time and run cost need --dataset-size")
     other_cpu = foreign_cpu(profile)
@@ -339,6 +341,7 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         bound=_bound(exposed, comp, mem),
         breakdown=breakdown(table, pricing),
         device={"name": profile.name, "profile_source": profile.source},
+        host=host_summary(profile),
         interval=interval,
         analytic_ms=analytic_s * 1e3,
         correction=correction_info,
@@ -439,6 +442,29 @@ def _check_common(precision: str, gpus: int, epochs: float | None, dataset_size:
     check_run(epochs=epochs, dataset_size=dataset_size, gpus=gpus)
 
 
+def _host_source(host: Any) -> Any:
+    """``host`` as :func:`traincost.hardware.host.with_host` takes it: None, a factor, or a calibrated GPU profile
+    (a ``.json`` path is loaded; a number given as text is a factor)."""
+    if host is None or isinstance(host, (DeviceProfile, int, float)):
+        found = host
+    elif isinstance(host, str):
+        try:
+            found = float(host)
+        except ValueError:
+            from traincost.hardware.profile import load_profile
+
+            if not host.endswith(".json"):
+                raise TraincostUsageError(f"host must be a factor (e.g. 0.7) or a calibrated GPU profile .json, "
+                                          f"got {host!r}") from None
+            found = load_profile(host)
+    else:
+        raise TraincostUsageError(f"host must be a factor or a calibrated GPU profile, got {type(host).__name__}")
+    if isinstance(found, DeviceProfile) and (found.kind != "cuda" or found.source != "calibrated"):
+        raise TraincostUsageError(f"host profile {found.name!r} must be a calibrated GPU profile (its dispatch cost "
+                                  f"includes the CUDA launch); got a {found.source} {found.kind} profile")
+    return found
+
+
 def _check_device(profile: DeviceProfile, precision: str, gpus: int) -> None:
     check_precision(profile, precision)
     if profile.kind == "cpu" and gpus != 1:
@@ -449,7 +475,7 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
-            network: str | None = None, correction: Any = "auto") -> Estimate:
+            network: str | None = None, correction: Any = "auto", host: Any = None) -> Estimate:
     """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
 
     ``model``: a family/torchvision name, spec path, ``ArchSpec`` or ``nn.Module`` (as ``traincost.count``).
@@ -459,11 +485,14 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     ``epochs`` defaults to 1 when only ``dataset_size`` is given. ``correction``: ``"auto"`` (the shipped
     residual model for the device, else a cross-device one, else none), a residual model ``.json`` path, or
     ``False``/``None`` for the analytic model alone (``Estimate.correction`` says which was used).
+    ``host`` (GPUs): the CPU that launches the kernels, when it is not the profile's: a factor on every host cost
+    (0.7 = a host 30 % faster per op) or a calibrated GPU profile (path or object) whose host to take
+    (:func:`traincost.hardware.host.with_host`); ``Estimate.host`` says which host was assumed.
     Raises ``TraincostUsageError`` for an unknown device, a precision the device lacks (bf16 on a V100),
     or bad run parameters; a batch that does not fit is still predicted (``fits=False``).
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
-    profile = resolve_device(device)
+    profile = with_host(resolve_device(device), _host_source(host))
     _check_device(profile, precision, gpus)
     check_parallel(gpus, nodes, network)
     source = _correction_source(correction)
@@ -478,16 +507,18 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
-            network: str | None = None, correction: Any = "auto") -> list[Estimate]:
+            network: str | None = None, correction: Any = "auto", host: Any = None) -> list[Estimate]:
     """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
 
     The walk depends on the model, batch and precision, not on the device: it is priced again for each
     device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
     is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
-    them all. ``correction`` as in :func:`predict`, chosen per device.
+    them all. ``correction`` as in :func:`predict`, chosen per device; ``host`` as in :func:`predict`, for the
+    GPUs of the list.
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
     source = _correction_source(correction)
+    host = _host_source(host)
     if isinstance(devices, str):
         devices = [d.strip() for d in devices.split(",") if d.strip()]
     devices = list(devices)
@@ -498,6 +529,7 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
     for d in devices:
         try:
             p = resolve_device(d)
+            p = with_host(p, host) if p.kind == "cuda" else p
             _check_device(p, precision, gpus)
             profiles.append(p)
         except TraincostUsageError as exc:

@@ -148,6 +148,9 @@ def _correction_arg(value: str) -> Any:
               help="GPUs in all, each at --batch-size: DDP data parallel, step = one GPU's step + the gradient "
                    "all-reduce not hidden behind backward.")
 @_parallel_options
+@click.option("--host", "host", default=None,
+              help="The CPU that launches the GPU's kernels, when not the profile's: a factor on every host cost "
+                   "(0.7 = 30 %% faster per op) or a calibrated GPU profile .json whose host to take.")
 @click.option("--correction", default="auto", show_default=True,
               help="Learned correction: auto (the shipped residual model for the device, else a cross-device "
                    "one), none (analytic model alone) or a residual model .json from 'traincost fit'.")
@@ -156,8 +159,8 @@ def _correction_arg(value: str) -> Any:
 def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, device: str,
                     epochs: float | None, dataset_size: int | None, provider: str | None, gpus: int,
-                    nodes: int, network: str | None, correction: str, top: int, as_json: bool,
-                    **family_values: str | None) -> None:
+                    nodes: int, network: str | None, host: str | None, correction: str, top: int,
+                    as_json: bool, **family_values: str | None) -> None:
     """Predict the training step time, memory and cost of MODEL on one device.
 
     MODEL as in 'traincost count'. Prints step time, samples/s, epoch and total time (with
@@ -169,7 +172,7 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
-                       dataset_size=dataset_size, gpus=gpus, nodes=nodes, network=network,
+                       dataset_size=dataset_size, gpus=gpus, nodes=nodes, network=network, host=host,
                        correction=_correction_arg(correction))
     estimate = with_provider(estimate, provider)
     if as_json:
@@ -190,6 +193,9 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
 @click.option("-n", "--num-gpus", "num_gpus", type=int, default=1, show_default=True,
               help="GPUs per run (data parallel, each at --batch-size); --gpus is the device list.")
 @_parallel_options
+@click.option("--host", "host", default=None,
+              help="The CPU that launches the GPU's kernels, when not the profile's: a factor on every host cost "
+                   "(0.7 = 30 %% faster per op) or a calibrated GPU profile .json whose host to take.")
 @click.option("--sort", "sort", type=click.Choice(["time", "cost"]), default="time", show_default=True,
               help="Rank by run time or by dollars (per sample without --dataset-size).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=True), default=None,
@@ -198,8 +204,8 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
 def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, devices: str,
                     epochs: float | None, dataset_size: int | None, provider: str | None, num_gpus: int,
-                    nodes: int, network: str | None, sort: str, plot_path: str | None, as_json: bool,
-                    **family_values: str | None) -> None:
+                    nodes: int, network: str | None, host: str | None, sort: str, plot_path: str | None,
+                    as_json: bool, **family_values: str | None) -> None:
     """Compare MODEL's training on several GPUs and providers: time, dollars, Pareto front, fit.
 
     One walk, priced on each device, --num-gpus GPUs each (DDP data parallel) at --batch-size. One row per
@@ -220,7 +226,7 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimates = compare(spec, devices=names, batch_size=batch_size, precision=precision,
                         channels_last=channels_last, optimizer=optimizer, epochs=epochs,
-                        dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network)
+                        dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network, host=host)
     if provider is not None:
         estimates = _only_provider(estimates, provider)
     ranked = rank_choices(choices(estimates), sort=sort)

@@ -143,6 +143,10 @@ def estimate_view(e: "Estimate", top: int = 10) -> Group:
                             f"(host {e.host_ms:,.2f} ms, device busy {e.device_ms:,.2f} ms)")
     for label, text in _correction_rows(e):
         summary.add_row(label, Text(text))  # plain text: "pip install 'traincost[learn]'" is not markup
+    host = getattr(e, "host", None) or {}
+    if host and e.device.get("profile_source") != "calibrated" or host.get("source") == "user":
+        summary.add_row("host", Text(f"{host['name']}: {host['dispatch_us']:.1f} us per eager op ({host['source']})"
+                                     + (f"; {host['note']}" if host.get("note") else "")))
     if e.gpus > 1:
         link = e.interconnect or {}
         summary.add_row("data parallel", f"{e.scaling_efficiency:.0%} scaling efficiency: all-reduce "

@@ -119,6 +119,8 @@ def _model_files(folder: Path) -> list[Path]:
 
 def profile_hash(profile: Any) -> str:
     """A hash of what a device profile prices with: its JSON without the raw measurements (``raw``), which the
-    package does not ship and pricing never reads."""
-    data = {k: v for k, v in profile.to_dict().items() if k != "raw"}
+    package does not ship and pricing never reads, and without a user's host (``--host``: the device is the same)."""
+    from traincost.hardware.host import without_host_override
+
+    data = {k: v for k, v in without_host_override(profile).to_dict().items() if k != "raw"}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
