@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "accuracy.md"
 
-#: (title, benchmark arguments, the marker after which its summary starts, or None for its last lines)
+#: (title, benchmark arguments, how its summary is found: "== marker" (from that line on), "^regex" (the lines
+#: that match), or None (its last lines))
 BENCHMARKS: list[tuple[str, list[str], str | None]] = [
     ("Training steps: CPU, H200 and public GPU rows", ["benchmarks/accuracy.py", "--section", "all"], "== summary"),
+    ("GPUs never measured: leave one GPU out, op level and whole models", ["benchmarks/crossgpu.py"],
+     r"^(==|overall|  with|  H200|    precision|[A-Z].* {2,}\d+ +median)"),
     ("Data parallel: public 4-32 GPU rows", ["benchmarks/multigpu.py"], None),
     ("Peak memory against 1678 steps measured on an H200", ["benchmarks/memory.py"], None),
 ]
@@ -30,6 +34,8 @@ TAIL_LINES = 12
 
 def summary(output: str, marker: str | None) -> str:
     lines = output.rstrip().splitlines()
+    if marker is not None and marker.startswith("^"):
+        return "\n".join(line for line in lines if re.match(marker, line))
     if marker is not None:
         for i, line in enumerate(lines):
             if line.startswith(marker):

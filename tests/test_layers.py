@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "traincost"
-LAYERS = ["errors", "flopmodel", "hardware", "calibrate", "pricing", "correction", "api|decide", "sweeps", "reports",
+LAYERS = ["errors|version", "flopmodel", "hardware", "calibrate", "pricing", "correction", "api|decide", "sweeps", "reports",
           "cli"]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group.split("|")}
 #: the formula registry is one table of per-op formulas: long by nature.
@@ -77,6 +77,45 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from traincost.api import predict\n    from traincost import cli\n")
     assert [t for _, t in _imports(bad)] == ["traincost.api", "traincost.cli"]
     assert RANK[_layer("traincost.api")] > RANK["pricing"] and RANK[_layer("traincost.cli")] == len(LAYERS) - 1
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in found if t in modules and t != name}
+    return graph
+
+
+def test_no_import_cycle_in_the_package():
+    """Not even through a package ``__init__`` or a function-level import."""
+    graph, state, stack, cycles = _graph(), {}, [], []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "\n".join(cycles)
 
 
 def test_modules_stay_small():

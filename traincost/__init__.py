@@ -28,8 +28,7 @@ from traincost.errors import (
 from traincost.flopmodel.arch import ArchSpec, resolve
 from traincost.flopmodel.count import CountResult, count, max_batch_size
 from traincost.hardware.profile import DeviceProfile
-
-__version__ = "0.1.0"
+from traincost.version import __version__  # noqa: F401 (traincost.__version__)
 
 __all__ = [
     "ArchSpec",

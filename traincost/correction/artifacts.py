@@ -58,12 +58,9 @@ def _file_sha256(path: Path) -> str:
 
 
 def _package_version() -> str:
-    try:
-        from traincost import __version__
+    from traincost.version import __version__
 
-        return str(__version__)
-    except Exception:  # pragma: no cover
-        return ""
+    return str(__version__)
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
