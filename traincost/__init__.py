@@ -14,21 +14,45 @@ Public API::
     traincost.ArchSpec, traincost.resolve(name, params, input_shape)
 """
 
-from traincost.api import (  # after: rebinds traincost.predict to the function
-    Estimate,
-    compare,
-    predict,
-)
+from typing import TYPE_CHECKING, Any
+
 from traincost.errors import (
     ModelBuildError,
     SpecError,
     TraincostError,
     TraincostUsageError,
 )
-from traincost.flopmodel.arch import ArchSpec, resolve
-from traincost.flopmodel.count import CountResult, count, max_batch_size
-from traincost.hardware.profile import DeviceProfile
 from traincost.version import __version__  # noqa: F401 (traincost.__version__)
+
+#: public name -> the module that defines it; loaded on first use (PEP 562), so that ``import traincost`` and
+#: ``traincost --help`` do not import torch.
+_LAZY = {
+    "Estimate": "traincost.api", "compare": "traincost.api", "predict": "traincost.api",
+    "ArchSpec": "traincost.flopmodel.arch", "resolve": "traincost.flopmodel.arch",
+    "CountResult": "traincost.flopmodel.count", "count": "traincost.flopmodel.count",
+    "max_batch_size": "traincost.flopmodel.count", "DeviceProfile": "traincost.hardware.profile",
+}
+
+if TYPE_CHECKING:
+    from traincost.api import Estimate, compare, predict
+    from traincost.flopmodel.arch import ArchSpec, resolve
+    from traincost.flopmodel.count import CountResult, count, max_batch_size
+    from traincost.hardware.profile import DeviceProfile
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'traincost' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ArchSpec",
