@@ -25,7 +25,7 @@ PAGE = ROOT / "docs" / "accuracy.md"
 BENCHMARKS: list[tuple[str, list[str], str | None]] = [
     ("Training steps: CPU, H200 and public GPU rows", ["benchmarks/accuracy.py", "--section", "all"], "== summary"),
     ("GPUs never measured: leave one GPU out, op level and whole models", ["benchmarks/crossgpu.py"],
-     r"^(==|overall|  with|  H200|    precision|[A-Z].* {2,}\d+ +median)"),
+     r"^(==|gpu |overall|  with|  H200|    precision|[A-Z].* {2,}\d+ +median)"),
     ("Data parallel: public 4-32 GPU rows", ["benchmarks/multigpu.py"], None),
     ("Peak memory against 1678 steps measured on an H200", ["benchmarks/memory.py"], None),
 ]

@@ -137,7 +137,7 @@ def test_no_tracked_file_names_a_development_machine_path():
     needles = ("/" + "work/", "/" + "root/", "../" + "shared/")
     found = []
     for path in _tracked():
-        if path.suffix not in {".py", ".md", ".toml", ".json", ".csv", ".sh", ".txt", ".yaml", ".yml", ".sbatch", ""}:
+        if path.suffix not in {".py", ".md", ".toml", ".json", ".csv", ".sh", ".txt", ".log", ".yaml", ".yml", ".sbatch", ".html", ""}:
             continue
         try:
             text = path.read_text(encoding="utf-8")
