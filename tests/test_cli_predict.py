@@ -141,7 +141,7 @@ def test_bf16_on_a_gpu_without_it():
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--epochs", "-1", "--dataset-size", "100"], "epochs"),
-    (["--dataset-size", "-100"], "dataset_size"),
+    (["--dataset-size", "-100"], "--dataset-size"),
     (["--epochs", "2"], "dataset_size"),
     (["--gpus", "0"], "gpus"),
     (["--batch-size", "0"], "batch_size"),

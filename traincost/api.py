@@ -32,6 +32,9 @@ from traincost.pricing.timeline import Pricing, _bound, breakdown, price
 #: handles): about 500 MiB on recent GPUs and drivers. Counted against the device memory for ``fits``.
 CUDA_CONTEXT_BYTES = 500 * 2**20
 
+#: The most epochs a run may have: beyond it the run's seconds and dollars are meaningless.
+MAX_EPOCHS = 1e6
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -107,6 +110,12 @@ def resolve_device(device: str | DeviceProfile) -> DeviceProfile:
     if not isinstance(device, str):
         raise TraincostUsageError(f"device must be 'cpu', a GPU name, a profile .json or a DeviceProfile, "
                                   f"got {type(device).__name__}")
+    text = device.strip().lower()
+    if text in ("cuda", "gpu", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
+        raise TraincostUsageError(
+            f"device {device.strip()!r} is not a GPU model: name the GPU (e.g. --device A100, 'H100 SXM'; "
+            f"'traincost gpus' lists them) or run 'traincost calibrate --device {device.strip()} -o gpu.json' "
+            "first and pass --device gpu.json")
     return profile_for(device)
 
 
@@ -312,9 +321,11 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         else:
             max_batch = min(_estimate_max_batch(step.memory, table.batch_size, usable_walk), table.batch_size - 1)
         exact = exact_max_batch
-        notes.append(f"batch {table.batch_size} does not fit in {profile.memory_bytes / 2**30:.1f} GiB "
-                     f"(needs {(peak + context) / 2**30:.1f} GiB); the largest batch that fits is "
-                     f"{'' if exact else 'about '}{max_batch}")
+        notes.append(_does_not_fit(step, profile, table.batch_size, peak + context, max_batch, exact,
+                                   usable_walk))
+    if dataset_size is not None and plan.global_batch_size > dataset_size:
+        notes.append(f"the batch ({plan.global_batch_size:,} samples per step) exceeds the dataset ({dataset_size:,} "
+                     f"samples): an epoch is one partial step; the step time is that of the full batch")
     # cost
     quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile), gpus)
     cost = {q.provider: q.usd for q in quotes if q.usd is not None}
@@ -371,6 +382,30 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         max_batch_size_exact=exact,
         notes=notes,
     )
+
+
+def _does_not_fit(step: _Step, profile: DeviceProfile, batch: int, needs: int, max_batch: int, exact: bool,
+                  usable_walk: int) -> str:
+    """The note of a batch that does not fit: by how much, and what would fit instead."""
+    have = profile.memory_bytes
+    text = (f"batch {batch} does not fit in {have / 2**30:.1f} GiB (needs {needs / 2**30:.1f} GiB, "
+            f"{(needs - have) / 2**30:.1f} GiB too much)")
+    fixed = int(getattr(step.memory, "fixed_bytes", 0))
+    if max_batch > 0:
+        text += f"; the largest batch that fits is {'' if exact else 'about '}{max_batch}"
+    else:
+        text += "; not even the smallest batch fits"
+        if fixed > usable_walk:
+            text += f": the parameters, gradients and optimizer state alone need {fixed / 2**30:.1f} GiB"
+    ideas = []
+    if step.table.precision in ("fp32", "tf32") and fixed <= usable_walk:  # bf16 halves activations, not weights
+        ideas.append("--precision bf16")
+    if max_batch <= 0 and step.table.optimizer != "sgd":
+        ideas.append("--optimizer sgd (no optimizer state per parameter)")
+    ideas.append("a GPU with more memory" if profile.kind == "cuda" else "a device with more memory")
+    if max_batch <= 0:
+        ideas.append("a smaller model")
+    return text + "; or try " + ", ".join(ideas)
 
 
 def data_parallel(step: _Step, profile: DeviceProfile, estimate: Estimate, *, gpus: int, nodes: int = 1,
@@ -440,6 +475,8 @@ def _check_common(precision: str, gpus: int, epochs: float | None, dataset_size:
     if precision not in ("fp32", "tf32", "bf16", "fp16"):
         raise TraincostUsageError(f"precision must be one of fp32, tf32, bf16, fp16, got {precision!r}")
     check_run(epochs=epochs, dataset_size=dataset_size, gpus=gpus)
+    if epochs is not None and epochs > MAX_EPOCHS:
+        raise TraincostUsageError(f"epochs must be at most {MAX_EPOCHS:g}, got {epochs:g}")
 
 
 def _host_source(host: Any) -> Any:
@@ -524,22 +561,42 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
     devices = list(devices)
     if not devices:
         raise TraincostUsageError("devices is empty; give at least one device")
-    profiles = []
+    profiles: list[DeviceProfile] = []
+    given: list[Any] = []
     problems = []
+    same: dict[int, list[str]] = {}  # index in profiles -> the other names given for that device
     for d in devices:
         try:
             p = resolve_device(d)
             p = with_host(p, host) if p.kind == "cuda" else p
             _check_device(p, precision, gpus)
-            profiles.append(p)
         except TraincostUsageError as exc:
             problems.append(str(exc))
+            continue
+        twin = next((i for i, q in enumerate(profiles) if q.name == p.name), None)
+        if twin is None:
+            profiles.append(p)
+            given.append(d)
+        elif profiles[twin] == p:  # the same device named twice ("A100,A100", "A100,A100 SXM4 40GB"): once
+            same.setdefault(twin, []).append(str(d))
+        else:
+            problems.append(f"{_given_name(given[twin])} and {_given_name(d)} are two different profiles named "
+                            f"{p.name!r}: compare them in two runs, or rename one")
     if problems:
         raise TraincostUsageError("; ".join(problems))
     check_parallel(gpus, nodes, network)
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
-    return [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
-                                             exact_max_batch=False, correction=source),
-                          gpus=gpus, nodes=nodes, network=network)
-            for p in profiles]
+    out = [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
+                                            exact_max_batch=False, correction=source),
+                         gpus=gpus, nodes=nodes, network=network)
+           for p in profiles]
+    for i, names in same.items():
+        also = ", ".join(repr(n) for n in names)
+        out[i] = replace(out[i], notes=[*out[i].notes, f"{_given_name(given[i])} was also given as {also}: the same "
+                                        f"device ({profiles[i].name}), compared once"])
+    return out
+
+
+def _given_name(device: Any) -> str:
+    return repr(device) if isinstance(device, str) else f"profile {getattr(device, 'name', device)!r}"

@@ -48,14 +48,31 @@ _EACH_ROW = click.option(
          "(sweeps of one plan) is one sample labelled with the median of its measurements.")
 
 
+_TRUST_CODE = click.option(
+    "--trust-code", is_flag=True,
+    help="Let the dataset's rows import and run the Python files or modules they name (a model given as "
+         "file.py:function or package.module:function). Only for datasets you trust. Without it those rows "
+         "are skipped, with a warning giving their count.")
+
+
+def _warn_user_code(held: dict[str, int]) -> None:
+    """One warning line on stderr for the rows skipped because their model is user code."""
+    from traincost.sweeps.fit import user_code_message
+
+    if held:
+        click.echo(f"warning: skipped {user_code_message(held)}; pass --trust-code to run them", err=True)
+
+
 def _measured_frame(paths: list[str], profile_paths: tuple[str, ...], processes: int, cache_path: str | None,
-                    as_json: bool, each_row: bool) -> Any:
+                    as_json: bool, each_row: bool, trust_code: bool) -> Any:
     """The datasets walked and priced (:func:`traincost.sweeps.fit.build_frame`), repeated measurements of
-    a configuration combined unless ``each_row``."""
+    a configuration combined unless ``each_row``; rows naming user code only with ``trust_code`` (else
+    skipped, with one warning line)."""
     from traincost.sweeps.fit import build_frame, combine_repeats
 
     frame = build_frame(paths, processes=processes, profiles=_profiles(profile_paths),
-                        progress=_progress("walking", as_json), cache=cache_path)
+                        progress=_progress("walking", as_json), cache=cache_path, trust_code=trust_code)
+    _warn_user_code(frame.user_code)
     return frame if each_row else combine_repeats(frame)
 
 
@@ -103,10 +120,11 @@ def _print_report(rep: dict[str, Any]) -> None:
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
 @_EACH_ROW
+@_TRUST_CODE
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], output: str,
                 profile_paths: tuple[str, ...], processes: int, trees: int, cache_path: str | None,
-                each_row: bool, as_json: bool) -> None:
+                each_row: bool, trust_code: bool, as_json: bool) -> None:
     """Train the learned correction (XGBoost on log(measured / analytic)) on measured datasets.
 
     Every row is walked and priced again with the current code. Cross-validates by family and by
@@ -120,14 +138,14 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
     if not out.name.endswith(MODEL_SUFFIXES) or out.name.endswith(".meta.json"):
         raise TraincostUsageError(f"-o {output}: a residual model is a .json (or gzip-compressed .json.gz) file")
     _check_writable(out)
-    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row)
+    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row, trust_code)
     model, reports = fit_model(frame, {"n_estimators": trees})
     model.save(out)
     from traincost.correction.artifacts import sidecar_path
 
     summary = {"output": str(out), "sidecar": str(sidecar_path(out)), "rows": len(frame),
                "measurements": len(measurement_offsets(frame)[0]),
-               "skipped_rows": len(frame.skipped), "scope": model.metadata_["scope"],
+               "skipped_rows": len(frame.skipped), "user_code_rows": frame.user_code_rows, "scope": model.metadata_["scope"],
                "devices": [d["name"] for d in frame.devices],
                "cv": {s: {"n": r["n"], "analytic": r["analytic"], "corrected": r["corrected"],
                           "interval_coverage": r["interval_coverage"]} for s, r in reports.items()},
@@ -161,11 +179,12 @@ def fit_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], o
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
               help="Feature cache CSV: rows walked before by the same code are not walked again.")
 @_EACH_ROW
+@_TRUST_CODE
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (a list of two with --split both).")
 def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ...], model_path: str | None,
                      split: str, profile_paths: tuple[str, ...], processes: int, plot_path: str | None,
-                     trees: int, cache_path: str | None, each_row: bool, as_json: bool) -> None:
+                     trees: int, cache_path: str | None, each_row: bool, trust_code: bool, as_json: bool) -> None:
     """Median and p90 absolute % error of the analytic and the corrected predictions, per family.
 
     Without --model: cross-validation that never splits one model's rows (leave one family out, or
@@ -183,7 +202,7 @@ def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ..
         if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise TraincostUsageError(f"--plot {plot_path}: give a .png, .svg or .pdf file")
         _check_writable(Path(plot_path))
-    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row)
+    frame = _measured_frame(paths, profile_paths, processes, cache_path, as_json, each_row, trust_code)
     splits = ["family", "architecture"] if split == "both" else [split]
     reports = []
     for i, s in enumerate(splits):
@@ -213,9 +232,10 @@ def evaluate_command(dataset_opts: tuple[str, ...], more_datasets: tuple[str, ..
 @click.option("--residual", default="auto", show_default=True,
               help="auto (the shipped model for the device), none, or a residual model .json.")
 @click.option("--dpi", type=click.IntRange(40, 300), default=80, show_default=True, help="PNG resolution.")
+@_TRUST_CODE
 @click.option("--json", "as_json", is_flag=True, help="Print the paths written and the top correlations as JSON.")
 def insights_command(datasets: tuple[str, ...], out_dir: str, fast: bool, residual: str, dpi: int,
-                     as_json: bool) -> None:
+                     trust_code: bool, as_json: bool) -> None:
     """What drives training-step time in measured datasets: correlations (Pearson, Spearman; overall and per
     family), the seed's one-factor plots, predicted against measured, residual importances; PNGs and one
     self-contained report.html."""
@@ -245,12 +265,14 @@ def insights_command(datasets: tuple[str, ...], out_dir: str, fast: bool, residu
             bar.update(task, completed=done, total=total, description=f"{stage}: predicting rows")
 
         result = build_report(list(datasets), out_dir, analytic="stored" if fast else "recompute",
-                              residual=residual, dpi=dpi, progress=progress)
+                              residual=residual, dpi=dpi, progress=progress, trust_code=trust_code)
+    _warn_user_code(result.user_code)
     if as_json:
         click.echo(json.dumps({"out_dir": result.out_dir, "html": result.html, "pngs": result.pngs,
                                "rows": result.rows, "devices": result.devices, "analytic": result.analytic,
                                "residual": result.residual, "top_correlations": result.top_correlations,
-                               "notes": result.notes}, default=float))
+                               "notes": result.notes, "user_code_rows": sum(result.user_code.values())},
+                              default=float))
         return
     click.echo(f"wrote {result.html} and {len(result.pngs)} PNGs ({result.rows} steps, "
                f"analytic {'stored' if fast else 'recomputed'})")

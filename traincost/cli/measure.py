@@ -152,6 +152,16 @@ def _print_calibration(summary: dict[str, Any]) -> None:
     console.print(f"wrote {summary['output']}")
 
 
+def describe_skipped(skipped: dict[str, list[int]], first: int = 5) -> str | None:
+    """One line naming the lines a dataset read skipped (``file:line``, the first ``first``), or ``None``."""
+    where = [f"{name}:{line}" for name, lines in skipped.items() for line in lines]
+    if not where:
+        return None
+    more = f" and {len(where) - first} more" if len(where) > first else ""
+    return (f"skipped {len(where)} line{'s' if len(where) != 1 else ''} that {'are' if len(where) != 1 else 'is'} "
+            f"not a complete row: {', '.join(where[:first])}{more}")
+
+
 @main.command("bench")
 @click.option("--device", default="cuda", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--plan", "plan_name", required=True,
@@ -187,8 +197,6 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
     An OOM or error is recorded as the row's status and the sweep goes on; a killed sweep continues
     with --resume; --shard i/n splits a sweep across a Slurm job array (combine with traincost merge).
     """
-    import dataclasses
-    import os
     import signal
     import threading
     import time
@@ -196,7 +204,6 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
     from traincost.calibrate.host import parse_device
     from traincost.sweeps import bench
     from traincost.sweeps.plans import parse_shard
-    from traincost.sweeps.plans import shard as take_shard
 
     if limit is not None and limit < 1:
         raise TraincostUsageError(f"--limit must be a positive integer, got {limit}")
@@ -219,13 +226,52 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
     if out.exists() and out.stat().st_size > 0 and not resume:
         raise TraincostUsageError(f"{out} already exists: pass --resume to continue it, or choose another --out")
     started = time.monotonic()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, on_term) if in_main else None  # SIGTERM also releases the lock
     try:
-        done_keys = bench.existing_keys(out) if resume else set()
-    except bench.DatasetError as exc:
-        raise bench.DatasetError(f"cannot resume: {exc}; write to a new file (traincost merge combines them)") from None
+        # one writer at a time, from reading what is there to the last row (run_sweep takes it again, reentrantly)
+        with bench.DatasetLock(out) as lock:
+            if lock.note:
+                click.echo(f"note: {lock.note}", err=True)
+            _bench_locked(bench, dev, plan_name, out, limit, seed, budget_minutes, resume, shard, shard_at, repeats,
+                          warmup, min_time, quiet_wait, profile_path, as_json, started)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _bench_locked(bench: Any, dev: Any, plan_name: str, out: Path, limit: int | None, seed: int,
+                  budget_minutes: float | None, resume: bool, shard: str | None, shard_at: Any,
+                  repeats: int | None, warmup: int | None, min_time: float | None, quiet_wait: float | None,
+                  profile_path: str | None, as_json: bool, started: float) -> None:
+    """``bench`` once ``out`` is locked."""
+    import dataclasses
+    import os
+    import time
+
+    from traincost.sweeps.plans import shard as take_shard
+
+    if out.exists() and out.stat().st_size > 0 and not resume:  # again: written while we waited for the lock
+        raise TraincostUsageError(f"{out} already exists: pass --resume to continue it, or choose another --out")
+    existing: list[dict[str, str]] = []
+    if resume and out.exists() and out.stat().st_size > 0:
+        try:
+            existing = bench.read_dataset(out)
+        except bench.DatasetError as exc:
+            raise bench.DatasetError(f"cannot resume: {exc}; write to a new file (traincost merge combines them)") \
+                from None
+        skipped = describe_skipped({str(out): existing.skipped})
+        if skipped:
+            click.echo(f"warning: {skipped} (left in the file, not counted as measured)", err=True)
+    done_keys = {r["config_key"] for r in existing}
     configs = bench.plan_for_device(plan_name, dev, limit=limit, seed=seed, resume_keys=done_keys)
     if shard_at is not None:
         configs = take_shard(configs, *shard_at)
+    bench.check_resume(out, existing, configs, dev)  # another plan or device: refuse before measuring
     settings = bench.DEFAULT_SETTINGS["cuda" if dev.type == "cuda" else "cpu"]
     chosen = {"repeats": repeats, "warmup": warmup, "quiet_wait_s": quiet_wait, "min_seconds": min_time}
     settings = dataclasses.replace(settings, **{k: v for k, v in chosen.items() if v is not None})
@@ -265,11 +311,6 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
             err.print(f"{event.done}/{event.total} {text} {timing} (ETA {left / 60:.1f} min)", highlight=False,
                       soft_wrap=True)
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    in_main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, on_term) if in_main else None
     try:
         with bar:
             summary = bench.run_sweep(configs, out, dev, resume=resume, budget_s=budget_s, settings=settings,
@@ -278,9 +319,6 @@ def bench_command(device: str, plan_name: str, out_path: str, limit: int | None,
         rows = len(bench.existing_keys(out)) if out.exists() else 0
         click.echo(f"Interrupted: {out} keeps its {rows} finished rows; rerun with --resume to continue", err=True)
         sys.exit(130)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old)
     result = summary.to_dict()
     result["plan"] = plan_name
     result["shard"] = shard
@@ -306,17 +344,25 @@ def merge_command(inputs: tuple[str, ...], output: str, as_json: bool) -> None:
     Duplicates (same configuration key: spec, batch, precision, layout, optimizer, device) keep the
     newest ok row. Files with other columns or another schema version are refused.
     """
-    from traincost.sweeps.bench import merge_datasets, write_dataset
+    from traincost.sweeps.bench import DatasetLock, merge_datasets, write_dataset
 
     for path in inputs:
         if not Path(path).is_file():
             raise TraincostUsageError(f"dataset not found: {path}")
     out = Path(output)
     _check_writable(out)
-    merged = merge_datasets(list(inputs))
-    write_dataset(merged.rows, out)
+    with DatasetLock(out) as lock:  # never replace a dataset a bench is appending to
+        if lock.note:
+            click.echo(f"note: {lock.note}", err=True)
+        merged = merge_datasets(list(inputs))
+        write_dataset(merged.rows, out)
+    skipped = describe_skipped(merged.skipped)
+    if skipped:
+        click.echo(f"warning: {skipped} (left out of {out})", err=True)
     result = {"output": str(out), "files": merged.files, "rows_read": merged.read, "rows": len(merged.rows),
               "duplicates_dropped": merged.duplicates}
+    if merged.skipped:
+        result["skipped_lines"] = [f"{name}:{line}" for name, lines in merged.skipped.items() for line in lines]
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -4,6 +4,7 @@ device), ``compare`` (several devices and providers, Pareto front) and ``gpus`` 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,20 @@ def count_command(model: str | None, spec_path: str | None, input_shape: str | N
     (resnet50, vit_b_16, ...), a user model file.py:factory or package.module:factory (with
     --input-shape), or use --spec FILE.
     """
-    from traincost.flopmodel.count import count, max_batch_size
+    from traincost.flopmodel.count import MAX_SEARCH_BATCH, count, max_batch_size
 
     if batch_size < 1:
         raise TraincostUsageError(f"--batch-size must be a positive integer, got {batch_size}")
-    if memory_gb is not None and memory_gb <= 0:
-        raise TraincostUsageError(f"--memory-gb must be positive, got {memory_gb}")
+    if memory_gb is not None and (not math.isfinite(memory_gb) or memory_gb <= 0 or memory_gb > _MAX_MEMORY_GB):
+        raise TraincostUsageError(f"--memory-gb must be a positive number of GiB up to {_MAX_MEMORY_GB} (1 PiB), "
+                                  f"got {memory_gb:g}")
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     result = count(spec, batch_size=batch_size, precision=precision, channels_last=channels_last,
                    optimizer=optimizer)
     out = result.to_dict()
     if memory_gb is not None:
         out["memory_bytes"] = int(memory_gb * 2**30)
+        out["memory_bytes"] = max(out["memory_bytes"], 1)
         out["max_batch_size"] = max_batch_size(spec, memory_bytes=out["memory_bytes"], precision=precision,
                                                channels_last=channels_last, optimizer=optimizer,
                                                start=batch_size)
@@ -59,7 +62,14 @@ def count_command(model: str | None, spec_path: str | None, input_shape: str | N
 
     print_renderable(count_table(result, top=top))
     if memory_gb is not None:
-        click.echo(f"largest batch that fits in {memory_gb:g} GiB: {out['max_batch_size']}")
+        capped = " (the search stops there)" if out["max_batch_size"] >= MAX_SEARCH_BATCH else ""
+        click.echo(f"largest batch that fits in {memory_gb:g} GiB: {out['max_batch_size']}{capped} (the walk's "
+                   "peak alone; 'traincost predict' also keeps room for the CUDA context, ~500 MiB, and the "
+                   "profile's allocator/workspace overhead, so its largest batch on a GPU of this size is smaller)")
+
+
+#: The most memory ``count --memory-gb`` searches a batch for (GiB): 1 PiB.
+_MAX_MEMORY_GB = 2**20
 
 
 @main.command("gpus")
@@ -106,6 +116,16 @@ def gpus_command(as_json: bool) -> None:
                       num(r["fp16_tflops"]), num(r["memory_gb"]), num(r["mem_bandwidth_gb_s"]), r["profile"],
                       f"{c['usd_per_gpu_hour']:.2f}" if c else "-", f"{c['provider']} ({c['date']})" if c else "-")
     Console(width=None if sys.stdout.isatty() else 140).print(table)
+
+
+def _check_run_options(epochs: float | None, dataset_size: int | None) -> None:
+    """--epochs and --dataset-size as usage errors naming the option (the library names the argument)."""
+    from traincost.api import MAX_EPOCHS
+
+    if epochs is not None and (not math.isfinite(epochs) or epochs <= 0 or epochs > MAX_EPOCHS):
+        raise TraincostUsageError(f"--epochs must be a positive number up to {MAX_EPOCHS:g}, got {epochs:g}")
+    if dataset_size is not None and dataset_size < 1:
+        raise TraincostUsageError(f"--dataset-size must be a positive integer (samples), got {dataset_size}")
 
 
 def _run_options(func: Any) -> Any:
@@ -169,6 +189,7 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
     """
     from traincost.api import predict, with_provider
 
+    _check_run_options(epochs, dataset_size)
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
@@ -219,8 +240,13 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
     names = [d.strip() for d in devices.split(",") if d.strip()]
     if not names:
         raise TraincostUsageError("--gpus needs at least one device, e.g. --gpus \"A100,H100\"")
+    counts = [n for n in names if n.isdigit() and not _is_gpu_name(n)]  # "3090" is a GPU, "8" is not
+    if counts:
+        raise TraincostUsageError(f"--gpus {counts[0]!r}: --gpus is the list of GPU models to compare (e.g. "
+                                  f"--gpus \"A100,H100\"); use -n/--num-gpus {counts[0]} for GPUs per run")
     if num_gpus < 1:
         raise TraincostUsageError(f"--num-gpus must be a positive integer, got {num_gpus}")
+    _check_run_options(epochs, dataset_size)
     if plot_path is not None:
         _check_plot_path(Path(plot_path))
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
@@ -255,6 +281,16 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
                      Console(width=max(console.width, 150)))
     if plot_path is not None:
         click.echo(f"wrote {plot_path}")
+
+
+def _is_gpu_name(name: str) -> bool:
+    from traincost.hardware.catalog import resolve_gpu
+
+    try:
+        resolve_gpu(name)
+    except TraincostUsageError:
+        return False
+    return True
 
 
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")

@@ -133,6 +133,18 @@ def _correction_rows(e: "Estimate") -> list[tuple[str, str]]:
     return rows
 
 
+def _reserved(e: "Estimate") -> str:
+    """Why predict's largest batch is below ``traincost count --memory-gb``'s: what it keeps off the walk."""
+    context = getattr(e, "context_bytes", 0)
+    overhead = getattr(e, "allocator_overhead_bytes", 0)
+    if not context and not overhead:
+        return ""
+    parts = ([f"the CUDA context ({context / 2**20:,.0f} MiB)"] if context else []) \
+        + ([f"the profile's allocator/workspace overhead ({overhead / 2**20:,.0f} MiB)"] if overhead else [])
+    return (f"the largest batch leaves room for {' and '.join(parts)}, "
+            "which 'traincost count --memory-gb' does not count")
+
+
 def estimate_view(e: "Estimate", top: int = 10) -> Group:
     """``traincost predict``: step, run, memory, cost, heaviest layers, notes."""
     head = Text.assemble((e.model, "bold"), "  ", _step_line(e))
@@ -154,14 +166,23 @@ def estimate_view(e: "Estimate", top: int = 10) -> Group:
                         + (f" + {link['network']}" if link.get("network") else "")
                         + f", {e.exposed_comm_ms:,.2f} ms not hidden behind backward")
     if e.epoch_s is not None:
-        summary.add_row("epoch", f"{duration(e.epoch_s)}  ({e.steps_per_epoch:,} steps of {e.global_batch_size})")
-        summary.add_row("total", f"{duration(e.total_s)}  ({e.epochs:g} epochs of {e.dataset_size:,} samples)")
+        steps = e.steps_per_epoch
+        summary.add_row("epoch", f"{duration(e.epoch_s)}  ({steps:,} step{'' if steps == 1 else 's'} of "
+                                 f"{e.global_batch_size:,})")
+        summary.add_row("total", f"{duration(e.total_s)}  ({e.epochs:g} epoch{'' if e.epochs == 1 else 's'} of "
+                                 f"{e.dataset_size:,} samples)")
     mem = f"{gib(e.peak_memory_bytes)} of {gib(e.device_memory_bytes)}"
+    approx = "" if e.max_batch_size_exact else "~"
     if e.fits:
-        approx = "" if e.max_batch_size_exact else "~"
         mem += f": fits (largest batch {approx}{e.max_batch_size:,})"
     else:
-        mem += f": DOES NOT FIT; the largest batch that fits is {e.max_batch_size:,}"
+        over = e.peak_memory_bytes + getattr(e, "context_bytes", 0) - e.device_memory_bytes
+        mem += f": DOES NOT FIT ({gib(max(over, 0))} too much); " + (
+            f"the largest batch that fits is {approx}{e.max_batch_size:,}" if e.max_batch_size > 0
+            else "not even the smallest batch fits")
+    reserved = _reserved(e)
+    if reserved:
+        mem += f"; {reserved}"
     summary.add_row("memory", Text(mem, style="" if e.fits else "bold red"))
     parts: list = [head, summary]
     if e.prices:
@@ -270,6 +291,8 @@ def decision_table(estimates: list[Estimate], ranked: list[Choice], sort: str = 
     if any(e.device["profile_source"] == "datasheet" for e in estimates):
         notes.append(Text("note: datasheet profiles (GPUs never measured) are less certain than calibrated ones",
                           style="yellow"))
+    for e in estimates:  # a device named twice in --gpus: compared once (api.compare's note)
+        notes += [Text("note: " + n, style="yellow") for n in e.notes if n.endswith("compared once")]
     if e0.gpus > 1:
         notes.append(Text("note: scaling = throughput on the GPUs / (GPUs x one GPU): the gradient all-reduce not "
                           "hidden behind backward (--json: allreduce_ms, exposed_comm_ms)", style="yellow"))

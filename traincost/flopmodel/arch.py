@@ -147,7 +147,12 @@ class ArchSpec:
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"spec file not found: {path}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file {path} is not a text file (expected a JSON or YAML description)") from None
+        except OSError as exc:
+            raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from traincost.errors import SpecError
+from traincost.errors import ModelBuildError, SpecError
 from traincost.flopmodel.arch import ArchSpec, resolve
 from traincost.flopmodel.records import PHASES, OpRecord
 from traincost.flopmodel.walker import StepConfig, Walk, walk
@@ -192,6 +192,11 @@ def count(model: ModelLike, *, batch_size: int, input_shape: tuple[int, ...] | s
                        walk=walk(loaded.module, loaded.sample_shape, config, loaded.input_dtype))
 
 
+#: The largest batch :func:`max_batch_size` walks: beyond it tensor sizes overflow (a batch of 2**45 images
+#: has more than 2**63 elements) and no training step is that large. A memory that holds more returns it.
+MAX_SEARCH_BATCH = 2**31 - 1
+
+
 def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[int, ...] | str | None = None,
                    precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd",
                    start: int = 32, max_walks: int = 8) -> int:
@@ -199,10 +204,13 @@ def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[in
 
     Peak memory is affine in the batch (fixed parameters + optimizer state, per-sample
     activations), so a secant step from one walk lands close; a few more walks confirm it.
+    A model that cannot train on batch 1 (BatchNorm needs 2 samples per channel) is searched from
+    batch 2: 0 when batch 2 does not fit. The search stops at :data:`MAX_SEARCH_BATCH`.
     """
     if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
         raise SpecError(f"memory_bytes must be a positive integer, got {memory_bytes!r}")
     loaded = load_model(model, input_shape)
+    floor = 1  # the smallest batch the model trains on
 
     def peak(batch: int) -> int:
         cfg = StepConfig(batch, precision, channels_last, optimizer)
@@ -210,14 +218,22 @@ def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[in
 
     lo, hi = 0, None  # lo fits (0 = nothing known), hi does not fit
     peaks: dict[int, int] = {}
-    batch = max(1, start)
+    batch = min(max(1, start), MAX_SEARCH_BATCH)
     for _ in range(max_walks):
-        peaks[batch] = peak(batch)
+        try:
+            peaks[batch] = peak(batch)
+        except ModelBuildError:
+            if batch != 1 or floor != 1:
+                raise
+            floor = batch = 2  # batch 1 cannot train (BatchNorm in training mode): start at 2
+            peaks[batch] = peak(batch)
         if peaks[batch] <= memory_bytes:
             lo = max(lo, batch)
         else:
             hi = batch if hi is None else min(hi, batch)
-        if hi is not None and hi - lo <= 1:
+        if hi is not None and (hi - lo <= 1 or hi <= floor):
+            break
+        if hi is None and lo >= MAX_SEARCH_BATCH:
             break
         known = sorted(peaks)
         if len(known) >= 2:
@@ -227,12 +243,12 @@ def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[in
         else:
             fixed = 0.0
             slope = max(peaks[batch] / batch, 1.0)
-        guess = int((memory_bytes - fixed) // slope)
-        upper = hi - 1 if hi is not None else max(guess, 1)
-        guess = min(max(guess, lo + 1), upper)
+        guess = int(min((memory_bytes - fixed) // slope, MAX_SEARCH_BATCH))
+        upper = hi - 1 if hi is not None else min(max(guess, 1), MAX_SEARCH_BATCH)
+        guess = min(max(guess, lo + 1, floor), upper)
         if guess in peaks:  # the model's guess is already known: bisect what is left
-            guess = (lo + (hi if hi is not None else 2 * max(lo, 1))) // 2
-            if guess in peaks or guess <= lo:
+            guess = (lo + (hi if hi is not None else min(2 * max(lo, 1), MAX_SEARCH_BATCH))) // 2
+            if guess in peaks or guess <= lo or guess < floor:
                 break
         batch = guess
     return lo

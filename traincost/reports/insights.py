@@ -70,6 +70,8 @@ class ReportResult:
     top_correlations: list[dict[str, Any]]
     reading: list[str]
     notes: list[str] = field(default_factory=list)
+    #: user factory -> rows left out of the report because their model is user code (``trust_code`` False)
+    user_code: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,8 +79,8 @@ class ReportResult:
 
 def build_report(dataset_paths: Sequence[str | Path], out_dir: str | Path = "insights", *,
                  analytic: str = "recompute", residual: str | Path | None = "auto", dpi: int = 80,
-                 processes: int | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> ReportResult:
+                 processes: int | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 trust_code: bool = False) -> ReportResult:
     """Read datasets, compute correlations, one-factor series, errors and importances; write PNGs and
     ``report.html`` (self-contained) into ``out_dir``; one section per device.
 
@@ -87,10 +89,17 @@ def build_report(dataset_paths: Sequence[str | Path], out_dir: str | Path = "ins
     (the dataset's ``analytic_ms``, the prediction at measurement time: fast, absent from the precursor's
     files; no residual section). ``residual``: ``auto`` (the shipped model selected for the device), ``none``,
     or a model ``.json``. ``processes``: worker processes for the walk (default: up to 2 CPUs).
-    ``progress(stage, done, total)`` is called while rows are walked.
+    ``progress(stage, done, total)`` is called while rows are walked. ``trust_code``: with ``recompute``,
+    rows whose model is user code (``file.py:function``, ``package.module:function``) are predicted again,
+    which imports and runs the file or module they name; without it they are left out of the report and
+    counted in ``ReportResult.user_code`` (a :class:`~traincost.sweeps.fit.UserCodeError` when no row is left).
+    ``stored`` runs no model code and keeps every row.
     """
     paths = [Path(p) for p in dataset_paths]
     frame = load_frame(paths)
+    held: dict[str, int] = {}
+    if analytic == "recompute" and not trust_code:
+        frame, held = _hold_user_code(frame)
     out = _prepare_out_dir(out_dir)
     figures.figure_class()  # fail now, not after minutes of walking, when matplotlib is missing
     if residual not in (None, "none", "auto") and not Path(residual).is_file():
@@ -98,11 +107,11 @@ def build_report(dataset_paths: Sequence[str | Path], out_dir: str | Path = "ins
     tick = (lambda i, n: progress("walking", i, n)) if progress else None
     if processes is None:
         processes = max(1, min(2, os.cpu_count() or 1))
-    walked = walk_with_fit(frame, paths, processes, tick) if analytic == "recompute" else None
+    walked = walk_with_fit(frame, paths, processes, tick, trust_code) if analytic == "recompute" else None
     if walked is not None:
         frame = add_predictions(frame, analytic=analytic, values=walked.analytic_ms)
     else:
-        frame = add_predictions(frame, analytic=analytic, progress=tick)
+        frame = add_predictions(frame, analytic=analytic, progress=tick, trust_code=trust_code)
     devices = sorted(frame["device"].unique())
     profiles = profiles_by_device(frame)
     pngs: list[Path] = []
@@ -141,7 +150,24 @@ def build_report(dataset_paths: Sequence[str | Path], out_dir: str | Path = "ins
                          encoding="utf-8")
     return ReportResult(out_dir=str(out), html=str(html_path), pngs=[str(p) for p in pngs], rows=len(frame),
                         devices=devices, analytic=analytic, residual=residual_reasons, top_correlations=top_all,
-                        reading=readings, notes=notes)
+                        reading=readings, notes=notes, user_code=held)
+
+
+def _hold_user_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``frame`` without the rows whose model is user code, and {factory: rows left out}; a
+    :class:`~traincost.sweeps.fit.UserCodeError` when that leaves no row."""
+    from traincost.sweeps.fit import UserCodeError, user_code_message, user_code_name
+
+    names = frame["spec"].map(user_code_name)
+    mask = names.notna().to_numpy()
+    if not mask.any():
+        return frame, {}
+    held = {str(k): int(v) for k, v in names[mask].value_counts().sort_index().items()}
+    if mask.all():
+        raise UserCodeError(f"every measured row was skipped: {user_code_message(held)}, which would import and "
+                            "run Python files or modules the dataset names; pass --trust-code to run "
+                            "them, or --fast to use the stored predictions")
+    return frame[~mask].reset_index(drop=True), held
 
 
 def _device_section(frame: pd.DataFrame, device: str, out: Path, prefix: str, res: Residual,

@@ -48,8 +48,10 @@ def profiles_by_device(frame: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], None] | None) -> pd.Series:
-    """``traincost.predict``'s iteration time of every row on its device's profile (NaN where it fails)."""
+def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], None] | None,
+                            trust_code: bool = False) -> pd.Series:
+    """``traincost.predict``'s iteration time of every row on its device's profile (NaN where it fails, and
+    where the row's model is user code and ``trust_code`` is False: it is never imported)."""
     from traincost.api import predict
     from traincost.flopmodel.arch import ArchSpec
 
@@ -64,6 +66,8 @@ def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], 
         if profile is not None:
             try:
                 spec = ArchSpec.from_dict(json.loads(row.spec))
+                if spec.kind == "factory" and not trust_code:  # a dataset never runs the code it names
+                    raise ValueError(f"model {spec.name} is user code")
                 est = predict(spec, device=profile, batch_size=int(row.batch_size), precision=row.precision,
                               channels_last=bool(row.channels_last), optimizer=row.optimizer)
                 values[i] = est.iteration_ms
@@ -75,12 +79,13 @@ def _recomputed_analytic_ms(frame: pd.DataFrame, progress: Callable[[int, int], 
 
 
 def add_predictions(frame: pd.DataFrame, *, analytic: str = "recompute", values: pd.Series | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                    progress: Callable[[int, int], None] | None = None, trust_code: bool = False) -> pd.DataFrame:
     """A copy of ``frame`` with ``analytic_ms`` and ``log_error`` = ln(measured / analytic).
 
     ``analytic``: ``recompute`` (``traincost.predict`` of every row with today's model: slow, ~0.1 s a row;
     ``values`` when given, computed elsewhere) or ``stored`` (the dataset's ``analytic_ms`` column, the
-    prediction at measurement time; NaN where absent).
+    prediction at measurement time; NaN where absent). ``trust_code``: recompute rows whose model is user
+    code (imports and runs the file or module they name); without it their ``analytic_ms`` is NaN.
     """
     if analytic not in ("recompute", "stored"):
         raise TraincostUsageError(f"analytic must be 'recompute' or 'stored', got {analytic!r}")
@@ -90,7 +95,7 @@ def add_predictions(frame: pd.DataFrame, *, analytic: str = "recompute", values:
     elif analytic == "stored":
         out["analytic_ms"] = out["stored_analytic_ms"]
     else:
-        out["analytic_ms"] = _recomputed_analytic_ms(out, progress)
+        out["analytic_ms"] = _recomputed_analytic_ms(out, progress, trust_code)
     ok = (out["analytic_ms"] > 0) & np.isfinite(out["analytic_ms"])
     out["log_error"] = np.where(ok, np.log(out["measured_ms"] / out["analytic_ms"].where(ok)), np.nan)
     return out
@@ -121,14 +126,15 @@ class Walked:
 
 
 def walk_with_fit(frame: pd.DataFrame, paths: Sequence[Path], processes: int,
-                   progress: Callable[[int, int], None] | None) -> Walked | None:
+                   progress: Callable[[int, int], None] | None, trust_code: bool = False) -> Walked | None:
     """Today's analytic time and residual features of every row, from the fit module (one walk a row in
-    ``processes`` worker processes); ``None`` when this traincost has no fit module."""
+    ``processes`` worker processes); ``None`` when this traincost has no fit module. Rows whose model is
+    user code are walked only with ``trust_code`` (:func:`traincost.sweeps.fit.build_frame`)."""
     try:
         from traincost.sweeps.fit import build_frame
     except ImportError:
         return None
-    fitted = build_frame(list(paths), processes=processes, progress=progress)
+    fitted = build_frame(list(paths), processes=processes, progress=progress, trust_code=trust_code)
     slots: dict[tuple[str, str], list[int]] = {}
     for i, (dataset, key) in enumerate(zip(frame["dataset"], frame["config_key"])):
         slots.setdefault((str(dataset), str(key)), []).append(i)

@@ -10,7 +10,9 @@ measurement time. Nothing measured is lost:
 - ``resume=True`` keeps every finished row (a half-written last line from a kill is cut off) and
   skips every configuration whose :func:`~traincost.sweeps.plans.config_key` is already there;
 - an OOM or an error in one configuration becomes its row's status and the sweep goes on;
-- a time budget stops the sweep between configurations.
+- a time budget stops the sweep between configurations;
+- one process writes a dataset at a time (:class:`DatasetLock`); ``resume`` refuses another plan's or device's;
+- lines that are not a complete row are skipped and reported (``skipped``), never silently.
 
 :func:`read_dataset` reads a dataset (and the precursor's files, whose columns are a subset) as rows
 of :data:`FIELDS`; :func:`merge_datasets` combines shards, keeping the newest ok row per key.
@@ -23,6 +25,7 @@ import gc
 import io
 import json
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,8 +36,13 @@ from typing import Any
 
 import torch
 
-from traincost.errors import TraincostUsageError
+from traincost.errors import TraincostError, TraincostUsageError
 from traincost.sweeps.plans import BenchConfig, PlanError, config_key
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: DatasetLock falls back to O_EXCL
+    fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
 
@@ -63,6 +71,93 @@ STATUS_OOM = "oom"
 
 class DatasetError(TraincostUsageError):
     """A dataset file that cannot be read or appended to (different columns, another schema)."""
+
+
+class DatasetBusyError(TraincostError):
+    """Another process is writing the dataset (it holds its lock): a failure, exit code 1."""
+
+
+# ------------------------------------------------------------------------------------------ locking
+
+_HELD: dict[str, int] = {}  # lock files this process holds, and how many times (DatasetLock is reentrant)
+
+
+def _holder(lock_path: Path) -> tuple[str, bool]:  # who holds (or held) a lock, and whether it names anyone
+    try:
+        info = json.loads(lock_path.read_text(encoding="utf-8", errors="replace"))
+        return f"pid {info['pid']} on {info['host']} since {info['since']}", True
+    except (OSError, ValueError, TypeError, KeyError):
+        return "another process", False
+
+
+class DatasetLock:
+    """One writer at a time (reentrant): ``<path>.lock`` (pid, host, start) with an ``flock`` the kernel drops
+    when its process dies, so one left by ``kill -9`` is taken over (``note``); without ``fcntl``: ``O_EXCL``.
+    A context manager; :class:`DatasetBusyError` while another process holds it; removed on release."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.note: str | None = None
+        self._fd: int | None = None
+        self._key, self._held = os.path.abspath(self.lock_path), False
+
+    def __enter__(self) -> "DatasetLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def acquire(self) -> "DatasetLock":
+        if not self._held:
+            if self._key not in _HELD:
+                self._fd = self._take()
+            _HELD[self._key] = _HELD.get(self._key, 0) + 1
+            self._held = True
+        return self
+
+    def _take(self) -> int:
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(20):
+            fd = None
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | (0 if fcntl else os.O_EXCL), 0o644)
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (FileExistsError, BlockingIOError):  # another process holds it
+                if fd is not None:
+                    os.close(fd)
+                raise DatasetBusyError(f"{self.path} is being written by {_holder(self.lock_path)[0]} "
+                                       f"(lock {self.lock_path})") from None
+            except OSError as exc:
+                raise DatasetError(f"cannot lock {self.path}: {self.lock_path}: {exc.strerror or exc}") from None
+            try:  # its holder may have removed it between our open and flock: then take the new one
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            holder, named = _holder(self.lock_path)
+            if named:  # left by a process that died holding it
+                self.note = f"took over the stale lock {self.lock_path} of {holder} (no longer running)"
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(me) + "\n").encode())
+            return fd
+        raise DatasetBusyError(f"{self.path}: could not take the lock {self.lock_path} (it keeps changing hands)")
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        _HELD[self._key] -= 1
+        if _HELD[self._key] == 0:
+            del _HELD[self._key]
+            self.lock_path.unlink(missing_ok=True)  # still holding it: a waiting process sees it replaced
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -108,35 +203,60 @@ def row_key(row: dict[str, str]) -> str:
         return ""
 
 
-def read_dataset(path: str | Path) -> list[dict[str, str]]:
+class DatasetRows(list):
+    """A dataset's rows (dicts of :data:`FIELDS`); ``skipped``: numbers of lines not a complete row."""
+
+    def __init__(self, rows: Sequence[dict[str, str]] = (), *, path: str | Path = "", skipped: Sequence[int] = ()) -> None:
+        super().__init__(rows)
+        self.path = str(path)
+        self.skipped = list(skipped)
+
+
+def _parse_line(line: str) -> list[str] | None:
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+
+
+def read_dataset(path: str | Path) -> DatasetRows:
     """Every complete row of a dataset file as a dict of :data:`FIELDS` (precursor files upgraded).
 
     Raises :class:`DatasetError` for a missing file, a file with other columns or another schema version.
-    A last line cut off by a kill is ignored.
+    A line that is not a complete row (a last line cut off by a kill, a damaged line) is left out and its
+    number listed in the result's ``skipped``; blank lines are ignored. A row is one line (traincost never
+    writes a newline in a field), so a damaged line with a stray quote swallows none of the rows after it.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset not found: {path}")
     text = path.read_text(encoding="utf-8", errors="replace")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    end = len(lines) - 1  # lines[end]: "" after a final newline, else a line a kill left unfinished
+    header = _parse_line(lines[0]) if text.strip() else None
+    if not header:
         raise DatasetError(f"{path}: empty file, not a traincost dataset")
     problem = _header_problem(header, str(path))
     if problem:
         raise DatasetError(problem)
-    rows = []
-    for values in reader:
-        if len(values) != len(header):
-            continue  # a damaged line: never produced by a finished write
-        row = upgrade_row(dict(zip(header, values)))
-        if row["schema_version"] != str(SCHEMA_VERSION):
-            raise DatasetError(f"{path}: schema_version {row['schema_version']!r} is not supported "
-                               f"(this traincost reads {SCHEMA_VERSION})")
-        rows.append(row)
-    return rows
+    rows: list[dict[str, str]] = []
+    skipped: list[int] = []
+    for i in range(1, end):
+        values = _parse_line(lines[i]) if lines[i].strip() else []
+        if values and len(values) == len(header):
+            row = upgrade_row(dict(zip(header, values)))
+            version = row["schema_version"]
+            if version == str(SCHEMA_VERSION):
+                rows.append(row)
+                continue
+            if version.strip().isdigit():
+                raise DatasetError(f"{path}: schema_version {version!r} is not supported "
+                                   f"(this traincost reads {SCHEMA_VERSION})")
+        if values != []:  # not a blank line: damaged (or garbage with the right number of commas)
+            skipped.append(i + 1)
+    if end >= 1 and lines[end].strip():
+        skipped.append(end + 1)
+    return DatasetRows(rows, path=path, skipped=skipped)
 
 
 def _timestamp_order(row: dict[str, str]) -> float:
@@ -155,6 +275,7 @@ class MergeResult:
     read: int
     duplicates: int
     files: int
+    skipped: dict[str, list[int]] = field(default_factory=dict)  # per file: lines not a complete row
 
 
 def merge_datasets(paths: Sequence[str | Path]) -> MergeResult:
@@ -167,6 +288,7 @@ def merge_datasets(paths: Sequence[str | Path]) -> MergeResult:
     chosen: dict[str, dict[str, str]] = {}
     read = 0
     tables = [read_dataset(p) for p in paths]
+    skipped = {str(p): rows.skipped for p, rows in zip(paths, tables) if rows.skipped}
     for rows in tables:
         for row in rows:
             read += 1
@@ -174,7 +296,7 @@ def merge_datasets(paths: Sequence[str | Path]) -> MergeResult:
             old = chosen.get(key)
             if old is None or _better(row, old):
                 chosen[key] = row
-    return MergeResult(list(chosen.values()), read, read - len(chosen), len(paths))
+    return MergeResult(list(chosen.values()), read, read - len(chosen), len(paths), skipped)
 
 
 def _better(new: dict[str, str], old: dict[str, str]) -> bool:
@@ -211,7 +333,8 @@ class SweepEvent:
 
 @dataclass
 class SweepSummary:
-    """The outcome of :func:`run_sweep`. ``statuses`` counts the rows written now by status class."""
+    """The outcome of :func:`run_sweep`. ``statuses`` counts the rows written now by status class;
+    ``skipped_lines``: the resumed file's lines that are not a complete row; ``lock_note``: see DatasetLock."""
 
     out: str
     device: str
@@ -222,6 +345,8 @@ class SweepSummary:
     stopped_by_budget: bool = False
     elapsed_s: float = 0.0
     analytic_profile: str | None = None
+    skipped_lines: list[int] = field(default_factory=list)
+    lock_note: str | None = None
 
     @property
     def remaining(self) -> int:
@@ -231,7 +356,8 @@ class SweepSummary:
         return {"out": self.out, "device": self.device, "planned": self.planned,
                 "already_done": self.already_done, "written": self.written, "remaining": self.remaining,
                 "statuses": self.statuses, "stopped_by_budget": self.stopped_by_budget,
-                "elapsed_s": round(self.elapsed_s, 1), "analytic_profile": self.analytic_profile}
+                "elapsed_s": round(self.elapsed_s, 1), "analytic_profile": self.analytic_profile,
+                "skipped_lines": self.skipped_lines}
 
 
 @dataclass(frozen=True)
@@ -381,25 +507,63 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def plan_of_sweep(sweep: str) -> str:
+    """The plan of a ``sweep`` value: ``seed`` (``seed:<family>:<factor>``), else itself (``plan:<name>``...)."""
+    return "seed" if sweep.startswith("seed:") else sweep
+
+
+def check_resume(path: str | Path, rows: Sequence[dict[str, str]], configs: Sequence[BenchConfig],
+                 device: torch.device | str) -> None:
+    """Raise :class:`DatasetError` naming the difference when ``rows`` (those of ``path``) are of another
+    plan than ``configs`` or another ``device`` (a name as in the ``device`` column, or a torch device)."""
+    name = device if isinstance(device, str) else _device_name(device)
+    plans = {plan_of_sweep(c.sweep) for c in configs if c.sweep}
+    old_plans = {plan_of_sweep(r["sweep"]) for r in rows if r.get("sweep")}
+    old_devices = {r["device"] for r in rows if r.get("device")}
+    problems = []
+    if plans and old_plans - plans:
+        problems.append(f"its rows are from plan {', '.join(map(repr, sorted(old_plans)))}, "
+                        f"this run is plan {', '.join(map(repr, sorted(plans)))}")
+    if old_devices - {name}:
+        problems.append(f"its rows were measured on {', '.join(map(repr, sorted(old_devices)))}, "
+                        f"this run measures on {name!r}")
+    if problems:
+        raise DatasetError(f"cannot resume {path}: {'; '.join(problems)}; write to a new file "
+                           "(traincost merge combines them)")
+
+
 class _Writer:
     """Appends rows to the dataset: one ``write`` per row, flushed and fsynced."""
 
-    def __init__(self, path: Path, resume: bool) -> None:
+    def __init__(self, path: Path, resume: bool, configs: Sequence[BenchConfig] = (), device: str = "") -> None:
         self.path = path
         self.done: set[str] = set()
+        self.skipped: list[int] = []
+        self.lock = DatasetLock(path).acquire()
+        try:
+            self._open(resume, configs, device)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, resume: bool, configs: Sequence[BenchConfig], device: str) -> None:
+        path = self.path
         exists = path.exists() and path.stat().st_size > 0
         if exists and not resume:
             raise TraincostUsageError(f"{path} already exists: pass --resume to continue it, "
                                       "or choose another --out")
         if exists:
-            self._repair()
-            self.done = {r["config_key"] for r in read_dataset(path)}
+            cut = self._repair()
+            rows = read_dataset(path)
+            check_resume(path, rows, configs, device)
+            self.done = {r["config_key"] for r in rows}
+            self.skipped = sorted(rows.skipped + ([cut] if cut else []))
         self.fh = path.open("a", newline="", encoding="utf-8")
         if not exists:
             self._write_line(FIELDS)
 
-    def _repair(self) -> None:
-        """Check the header and cut off a last line a kill left half-written."""
+    def _repair(self) -> int | None:
+        """Check the header and cut off a last line a kill left half-written (its line number, if any)."""
         with self.path.open("rb") as fh:
             head = fh.readline().decode("utf-8", errors="replace")
         header = next(csv.reader([head]), [])
@@ -410,6 +574,8 @@ class _Writer:
         if not data.endswith(b"\n"):
             with self.path.open("r+b") as fh:
                 fh.truncate(data.rfind(b"\n") + 1)
+            return data.count(b"\n") + 1
+        return None
 
     def _write_line(self, values: Sequence[str]) -> None:
         buf = io.StringIO()
@@ -426,7 +592,10 @@ class _Writer:
         self.done.add(row["config_key"])
 
     def close(self) -> None:
-        self.fh.close()
+        try:
+            self.fh.close()
+        finally:
+            self.lock.release()
 
 
 def run_sweep(configs: Sequence[BenchConfig], out: str | Path, device: torch.device | str = "cpu", *,
@@ -442,6 +611,8 @@ def run_sweep(configs: Sequence[BenchConfig], out: str | Path, device: torch.dev
     ``measure``: the timing function (default :func:`traincost.sweeps.steps.measure_step`).
     A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM mapped to it by the CLI) abandons the configuration in
     flight; every finished row is already on disk.
+    ``out`` is locked (:class:`DatasetLock`) for the whole sweep: :class:`DatasetBusyError` if another process
+    writes it. ``resume=True``: :class:`DatasetError` when ``out`` is of another plan or device (:func:`check_resume`).
     """
     from traincost.sweeps.steps import build_on, measure_step
 
@@ -453,12 +624,13 @@ def run_sweep(configs: Sequence[BenchConfig], out: str | Path, device: torch.dev
     prof = analytic_profile(dev, profile)
     versions = _versions()
     out = Path(out)
-    writer = _Writer(out, resume)
+    writer = _Writer(out, resume, configs, name)  # holds the lock until closed
     keyed = [(c.key(name), c) for c in configs]
     todo = [(k, c) for k, c in keyed if k not in writer.done]
     already = len(keyed) - len(todo)
     summary = SweepSummary(str(out), name, len(keyed), already, 0,
-                           analytic_profile=f"{prof.name} ({prof.source})" if prof is not None else None)
+                           analytic_profile=f"{prof.name} ({prof.source})" if prof is not None else None,
+                           skipped_lines=writer.skipped, lock_note=writer.lock.note)
     start = time.monotonic()
     statuses: Counter[str] = Counter()
     if progress:
@@ -622,6 +794,7 @@ def existing_keys(path: str | Path) -> set[str]:
     return {r["config_key"] for r in read_dataset(path)}
 
 
-__all__ = ["FIELDS", "LEGACY_FIELDS", "SCHEMA_VERSION", "BenchConfig", "DatasetError", "MergeResult", "PlanError",
-           "Settings", "SweepEvent", "SweepSummary", "existing_keys", "merge_datasets",
-           "plan_for_device", "read_dataset", "run_sweep", "upgrade_row", "walk_features", "write_dataset"]
+__all__ = ["FIELDS", "LEGACY_FIELDS", "SCHEMA_VERSION", "BenchConfig", "DatasetBusyError", "DatasetError",
+           "DatasetLock", "DatasetRows", "MergeResult", "PlanError", "Settings", "SweepEvent", "SweepSummary",
+           "check_resume", "existing_keys", "merge_datasets", "plan_for_device", "plan_of_sweep",
+           "read_dataset", "run_sweep", "upgrade_row", "walk_features", "write_dataset"]

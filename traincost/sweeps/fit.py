@@ -5,6 +5,11 @@ walked again (``traincost.api._walk``) and priced (``traincost.pricing.timeline.
 profile; the CSV's ``analytic_ms`` (the prediction when it was measured) is ignored. The target is
 ``log(median_ms / analytic_ms_now)``.
 
+Data never runs code: a row whose spec names a user factory (``file.py:function`` or
+``package.module:function``, :class:`~traincost.flopmodel.arch.ArchSpec` kind ``factory``) would import and
+run that file or module when walked, so such rows are held back (counted in ``Frame.user_code``) unless the
+caller passes ``trust_code=True``. Generated families and torchvision names are walked as always.
+
 Cross-validation never splits one model's rows: ``family`` holds out whole families (one fold per
 family), ``architecture`` holds out whole architectures (rows with the same spec JSON, on any device,
 batch or precision) in :data:`ARCH_FOLDS` grouped folds. Metrics are the median and 90th percentile
@@ -54,6 +59,10 @@ class FitError(TraincostUsageError):
     """A dataset or split that cannot be used for fitting or evaluation (names the file or the problem)."""
 
 
+class UserCodeError(TraincostError):
+    """Every usable row names user code (a factory) and ``trust_code`` was not given (exit code 1)."""
+
+
 # ------------------------------------------------------------------------------------------ rows -> features
 
 
@@ -68,13 +77,20 @@ class Frame:
     skipped: list[str] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
+    #: user factory (``file.py:function``) -> rows naming it that were not walked (``trust_code`` False)
+    user_code: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def user_code_rows(self) -> int:
+        """Rows held back because their model is user code."""
+        return sum(self.user_code.values())
+
     def subset(self, idx: np.ndarray) -> Frame:
         return Frame(self.X.iloc[idx].reset_index(drop=True), self.y[idx], self.meta.iloc[idx].reset_index(drop=True),
-                     list(self.skipped), list(self.datasets), list(self.devices))
+                     list(self.skipped), list(self.datasets), list(self.devices), dict(self.user_code))
 
 
 def _arch_key(spec_json: str) -> str:
@@ -102,20 +118,68 @@ def resolve_row_profile(row: dict[str, str], profiles: Sequence[Any] = ()) -> An
         raise FitError(f"no device profile for device {row.get('device')!r}: pass its profile (--profile FILE.json)")
 
 
-def _features_chunk(task: tuple[dict[str, Any], list[tuple[int, dict[str, str]]]]) -> list[tuple[int, Any, str]]:
-    """Worker: (profile dict, [(index, row)]) -> [(index, (features, analytic_ms) or None, error)]."""
+def user_code_name(spec_json: Any) -> str | None:
+    """The user factory (``file.py:function`` or ``package.module:function``) a dataset row's ``spec`` names,
+    or ``None`` for a generated family or a torchvision model. Reads the spec, never imports what it names
+    (a factory is only imported by ``ArchSpec.build``). A spec that cannot be read but whose model looks
+    like ``target:function`` counts as user code."""
+    from traincost.flopmodel.arch import ArchSpec
+
+    try:
+        data = json.loads(spec_json)
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    try:
+        spec = ArchSpec.from_dict(data)
+    except Exception:  # the walk fails the same way, before any import; still hold a name that looks like code
+        return model.strip() if isinstance(model, str) and ":" in model else None
+    return spec.name if spec.kind == "factory" else None
+
+
+def hold_user_code(rows: Sequence[dict[str, str]], trust_code: bool = False
+                   ) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """(rows to walk, {factory: rows held back}): without ``trust_code`` the rows whose spec names user
+    code (:func:`user_code_name`) are held back, so a dataset never imports or runs the Python it names."""
+    if trust_code:
+        return list(rows), {}
+    kept: list[dict[str, str]] = []
+    held: dict[str, int] = {}
+    for row in rows:
+        name = user_code_name(row.get("spec", ""))
+        if name is None:
+            kept.append(row)
+        else:
+            held[name] = held.get(name, 0) + 1
+    return kept, held
+
+
+def user_code_message(held: dict[str, int]) -> str:
+    """``N rows whose model is user code (a.py:f, ...)`` for the rows :func:`hold_user_code` held back."""
+    n = sum(held.values())
+    names = sorted(held)
+    shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
+    return f"{n} row{'s' if n != 1 else ''} whose model is user code ({shown})"
+
+
+def _features_chunk(task: tuple[Any, ...]) -> list[tuple[int, Any, str]]:
+    """Worker: (profile dict, [(index, row)], trust_code) -> [(index, (features, analytic_ms) or None, error)].
+    A row naming user code fails here, before anything is imported, unless ``trust_code``."""
     from traincost.api import _walk
     from traincost.correction.features import step_features
     from traincost.flopmodel.arch import ArchSpec
     from traincost.hardware.profile import DeviceProfile
     from traincost.pricing.timeline import price
 
-    profile_dict, rows = task
+    profile_dict, rows, *rest = task
+    trust_code = bool(rest[0]) if rest else False
     profile = DeviceProfile.from_dict(profile_dict)
     out: list[tuple[int, Any, str]] = []
     for i, row in rows:
         try:
             spec = ArchSpec.from_dict(json.loads(row["spec"]))
+            if spec.kind == "factory" and not trust_code:  # never import what a dataset names
+                raise UserCodeError(f"model {spec.name} is user code; not run without trust_code")
             precision = row["precision"]
             channels_last = row["channels_last"].strip().lower() == "true"
             batch = int(row["batch_size"])
@@ -136,7 +200,8 @@ def _file_sha256(path: Path) -> str:
 
 def read_rows(paths: Sequence[str | Path]) -> tuple[list[dict[str, str]], list[dict[str, Any]], list[str]]:
     """The measured (``ok``, positive time) rows of every dataset, each tagged with its file; the files
-    (name, sha256, rows used) and the rows skipped. A :class:`FitError` for no file or no usable row."""
+    (name, sha256, rows used) and the rows skipped. A :class:`FitError` for no file or no usable row.
+    Only reads: rows naming user code are returned too (:func:`hold_user_code` holds them back before a walk)."""
     from traincost.sweeps.bench import read_dataset
 
     if not paths:
@@ -197,15 +262,29 @@ def _write_cache(path: Path, version: str, entries: dict[str, tuple[dict[str, fl
 
 
 def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Sequence[Any] = (),
-                progress: Callable[[int, int], None] | None = None, cache: str | Path | None = None) -> Frame:
+                progress: Callable[[int, int], None] | None = None, cache: str | Path | None = None,
+                trust_code: bool = False) -> Frame:
     """Walk and price every measured row of ``paths`` with the current code (see the module docstring).
 
     ``processes``: worker processes (``spawn``); 1 works in this process. Rows whose walk fails are
     skipped and listed in ``Frame.skipped``; a dataset with no usable row is a :class:`FitError`.
     ``cache``: a CSV of computed features, keyed by row configuration + profile hash and valid only for
     the same :func:`model_version`: rows found there are not walked again; new rows are added to it.
+    ``trust_code``: walk rows whose model is user code (``file.py:function``, ``package.module:function``),
+    which imports and runs the file or module they name. Without it they are held back and counted in
+    ``Frame.user_code``; a :class:`UserCodeError` when no other row is left.
     """
     rows, files, skipped = read_rows(paths)
+    rows, held = hold_user_code(rows, trust_code)
+    if held:
+        if not rows:
+            raise UserCodeError(f"every measured row was skipped: {user_code_message(held)}, which would import "
+                                "and run Python files or modules the dataset names; pass --trust-code "
+                                "to run them")
+        used: dict[str, int] = {}
+        for r in rows:
+            used[r["_dataset"]] = used.get(r["_dataset"], 0) + 1
+        files = [{**f, "rows": used[f["file"]]} for f in files if used.get(f["file"])]
     row_profiles = [resolve_row_profile(r, profiles) for r in rows]
     version = str(model_version()) if cache is not None else ""
     cached = _read_cache(Path(cache), version) if cache is not None else {}
@@ -226,7 +305,7 @@ def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Se
     for pid, idx in by_profile.items():
         pdict = keyed[pid].to_dict()
         for a in range(0, len(idx), CHUNK_ROWS):
-            tasks.append((pdict, [(i, rows[i]) for i in idx[a:a + CHUNK_ROWS]]))
+            tasks.append((pdict, [(i, rows[i]) for i in idx[a:a + CHUNK_ROWS]], trust_code))
     done = len(results)
 
     def collect(chunk: list[tuple[int, Any, str]]) -> None:
@@ -281,7 +360,7 @@ def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Se
     for p in {id(p): p for p in row_profiles}.values():
         if any(m["device"] == p.name for m in meta):
             devices.append(device_key(p))
-    return Frame(X, np.asarray(ys, dtype=float), pd.DataFrame(meta), skipped, files, devices)
+    return Frame(X, np.asarray(ys, dtype=float), pd.DataFrame(meta), skipped, files, devices, held)
 
 
 def combine_repeats(frame: Frame) -> Frame:
@@ -474,7 +553,8 @@ def report(frame: Frame, split: str, corrected_ms: np.ndarray, coverage: dict[st
             "analytic": ape_summary(analytic, measured), "corrected": ape_summary(corrected_ms, measured),
             "single_measurements": single,
             "per_family": per_family, "per_device": per_device, "interval_coverage": coverage,
-            "datasets": [d["file"] for d in frame.datasets], "skipped_rows": len(frame.skipped)}
+            "datasets": [d["file"] for d in frame.datasets], "skipped_rows": len(frame.skipped),
+            "user_code_rows": frame.user_code_rows}
 
 
 def model_residuals(model: ResidualModel, frame: Frame) -> np.ndarray:
@@ -611,6 +691,7 @@ def plot(frame: Frame, corrected_ms: np.ndarray, path: str | Path, title: str = 
     return path
 
 
-__all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "ape", "ape_summary", "build_frame", "combine_repeats",
-           "cross_validate", "cv_coverage", "evaluate", "fit_model", "group_folds", "measurement_offsets",
-           "per_run_residuals", "plot", "read_rows", "report", "resolve_row_profile", "split_folds", "widen_factors"]
+__all__ = ["ARCH_FOLDS", "SPLITS", "FitError", "Frame", "UserCodeError", "ape", "ape_summary", "build_frame",
+           "combine_repeats", "cross_validate", "cv_coverage", "evaluate", "fit_model", "group_folds",
+           "hold_user_code", "measurement_offsets", "per_run_residuals", "plot", "read_rows", "report",
+           "resolve_row_profile", "split_folds", "user_code_message", "user_code_name", "widen_factors"]
