@@ -364,7 +364,7 @@ def test_price_file_columns_and_only_on_demand():
     assert len(df) == len(PRICES)
 
 
-def test_prices_for_keeps_cheapest_per_provider():
+def test_prices_for_keeps_the_newest_price_per_provider():
     a100 = resolve_gpu("A100")
     got = prices_for(a100)
     assert got == prices_for("a100 sxm4 40gb")
@@ -372,14 +372,16 @@ def test_prices_for_keeps_cheapest_per_provider():
     assert len(providers) == len(set(providers))
     assert [p.usd_per_gpu_hour for p in got] == sorted(p.usd_per_gpu_hour for p in got)
     for p in got:
-        same = [q.usd_per_gpu_hour for q in PRICES if q.provider == p.provider and q.gpu_key == a100.key]
-        assert p.usd_per_gpu_hour == min(same)
-    aws = next(p for p in got if p.provider == "AWS")
-    assert (aws.instance_type, aws.usd_per_gpu_hour, aws.source_date) == ("p4d.24xlarge", 4.10, "2023-08-16")
+        same = [q for q in PRICES if q.provider == p.provider and q.gpu_key == a100.key]
+        newest = max(q.source_date for q in same)
+        assert p.source_date == newest
+        assert p.usd_per_gpu_hour == min(q.usd_per_gpu_hour for q in same if q.source_date == newest)
+    aws = next(p for p in got if p.provider == "AWS")  # 2026 list price, not the 2023 row (4.10)
+    assert (aws.instance_type, aws.usd_per_gpu_hour, aws.source_date) == ("p4d.24xlarge", 2.7447, "2026-10-10")
 
 
 def test_prices_for_gpu_without_prices_is_empty():
-    assert prices_for("MI300X") == ()
+    assert prices_for("GTX 1080 Ti") == ()
 
 
 def test_prices_for_unknown_gpu_raises():

@@ -88,10 +88,12 @@ def test_quick_cpu_profile_is_complete(quick_cpu):
 
 
 def test_quick_cpu_progress(quick_cpu):
-    _, calls = quick_cpu
+    p, calls = quick_cpu
     total = calls[0][1]
-    assert [c[0] for c in calls] == list(range(total + 1))
-    assert all(t == total for _, t, _ in calls) and calls[-1][2] == "fitting"
+    first = calls[:total + 1]  # a family found implausible (a busy host) is measured again after these
+    assert [c[0] for c in first] == list(range(total + 1))
+    assert all(t == total for _, t, _ in first) and first[-1][2] == "fitting" and calls[-1][2] == "fitting"
+    assert (len(calls) > total + 1) == bool(p.properties["remeasured"])
 
 
 def test_quick_cpu_profile_round_trips(quick_cpu, tmp_path):
@@ -191,6 +193,8 @@ def test_cli_calibrate_unwritable_output_fails_before_measuring(tmp_path, monkey
 
 def test_cli_calibrate_writes_profile_and_summary(tmp_path, monkeypatch, quick_cpu):
     profile, _ = quick_cpu
+    # as measured on a quiet machine (an implausible profile is refused: tests/test_calibrate_safety.py)
+    profile = dataclasses.replace(profile, properties={**profile.properties, "implausible": []})
 
     def fake(device, quick, progress):
         progress(0, 1, "fake")

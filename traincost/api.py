@@ -17,9 +17,13 @@ from traincost.hardware.host import host_summary, with_host
 from traincost.hardware.profile import DeviceProfile
 from traincost.hardware.store import cpu_model, profile_for
 from traincost.pricing.cost import (
+    PRICE_NOTE_PREFIXES,
     PriceQuote,
+    PriceTable,
     check_run,
     plan_run,
+    price_notes,
+    price_table,
     prices_for_profile,
     quote,
     select_provider,
@@ -40,9 +44,10 @@ MAX_EPOCHS = 1e6
 class Estimate:
     """A prediction for one model, step configuration and device. Units in names.
 
-    ``cost_usd``: provider -> dollars for the run (``total_s``), on-demand, cheapest price of each
-    provider; ``prices`` the same quotes with $/GPU-hour, source and date (also when the run length is
-    unknown). ``breakdown``: per-layer rows, heaviest first. ``device``: ``{name, profile_source}``.
+    ``cost_usd``: provider -> dollars for the run (``total_s``), on-demand, the newest price of each
+    provider (or the user's ``"your price"``); ``prices`` the same quotes with $/GPU-hour, source and date
+    (also when the run length is unknown); ``price_table``: ``{source, newest_date}`` of the table they come
+    from. ``notes`` say when no price is known and when the newest price is over a year older than the table. ``breakdown``: per-layer rows, heaviest first. ``device``: ``{name, profile_source}``.
     ``iteration_ms``: the step, corrected by the learned residual when one applies (``analytic_ms`` x
     exp(residual); ``analytic_ms`` the physics model alone; host/device/compute/memory ms and the
     ``breakdown`` rows stay analytic: they add up to ``analytic_ms``).
@@ -97,6 +102,7 @@ class Estimate:
     max_batch_size_exact: bool = False
     notes: list[str] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)  # the host the step's host timeline assumes
+    price_table: dict[str, Any] = field(default_factory=dict)  # {source, newest_date} of the prices used
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``traincost predict --json`` (plain Python types)."""
@@ -297,7 +303,8 @@ def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
 
 
 def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, dataset_size: int | None,
-              gpus: int, exact_max_batch: bool = True, correction: Any = "auto") -> Estimate:
+              gpus: int, exact_max_batch: bool = True, correction: Any = "auto",
+              prices: PriceTable | None = None) -> Estimate:
     table = step.table
     pricing = price(table, profile)
     tl = pricing.timeline
@@ -327,8 +334,10 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         notes.append(f"the batch ({plan.global_batch_size:,} samples per step) exceeds the dataset ({dataset_size:,} "
                      f"samples): an epoch is one partial step; the step time is that of the full batch")
     # cost
-    quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile), gpus)
+    prices = prices or PriceTable()
+    quotes: list[PriceQuote] = quote(plan.total_s, prices_for_profile(profile, prices), gpus)
     cost = {q.provider: q.usd for q in quotes if q.usd is not None}
+    notes += price_notes(quotes, profile.name, prices.newest_date)
     if profile.source == "datasheet":
         notes.append("datasheet profile: rates are datasheet peaks x the fractions measured GPUs reach (the "
                      "profile's derived_from); less certain than a calibrated profile")
@@ -381,6 +390,7 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
         device_memory_bytes=int(profile.memory_bytes),
         max_batch_size_exact=exact,
         notes=notes,
+        price_table=prices.to_dict(),
     )
 
 
@@ -409,11 +419,11 @@ def _does_not_fit(step: _Step, profile: DeviceProfile, batch: int, needs: int, m
 
 
 def data_parallel(step: _Step, profile: DeviceProfile, estimate: Estimate, *, gpus: int, nodes: int = 1,
-                  network: str | None = None) -> Estimate:
+                  network: str | None = None, prices: PriceTable | None = None) -> Estimate:
     """``estimate`` (one GPU's step, as :func:`_estimate` made it, learned correction included) on ``gpus``
     GPUs of ``nodes`` servers with DDP (:mod:`traincost.pricing.parallel`): the step grows by the gradient all-reduce
     not hidden behind backward; epoch, total and cost follow. Applied after ``_estimate``, whatever it does
-    to the single-GPU step. One GPU: ``estimate`` unchanged."""
+    to the single-GPU step. One GPU: ``estimate`` unchanged. ``prices``: the table ``_estimate`` used."""
     if gpus <= 1:
         return estimate
     from traincost.hardware.catalog import GPUS_PER_NODE
@@ -428,7 +438,7 @@ def data_parallel(step: _Step, profile: DeviceProfile, estimate: Estimate, *, gp
     iteration_s = single_s + dp.exposed_comm_s
     plan = plan_run(iteration_s, batch_size=table.batch_size, gpus=gpus, dataset_size=estimate.dataset_size,
                     epochs=estimate.epochs)
-    quotes = quote(plan.total_s, prices_for_profile(profile), gpus)
+    quotes = quote(plan.total_s, prices_for_profile(profile, prices), gpus)
     interval = estimate.interval
     if interval is not None:
         interval = {k: (v + dp.exposed_comm_ms if k.endswith("_ms") else v) for k, v in interval.items()}
@@ -459,13 +469,23 @@ def data_parallel(step: _Step, profile: DeviceProfile, estimate: Estimate, *, gp
 
 def with_provider(estimate: Estimate, provider: str | None) -> Estimate:
     """``estimate`` with only ``provider``'s price (case-insensitive); a usage error naming the providers
-    that have a price when it has none."""
+    that have a price when it has none. The price notes are redone for the price kept."""
     if provider is None:
         return estimate
     quotes = [PriceQuote(**q) for q in estimate.prices]
     kept = select_provider(quotes, provider, estimate.device["name"])
-    return replace(estimate, prices=[q.to_dict() for q in kept],
-                   cost_usd={q.provider: q.usd for q in kept if q.usd is not None})
+    return with_quotes(estimate, kept)
+
+
+def with_quotes(estimate: Estimate, quotes: Sequence[PriceQuote], provider: str | None = None) -> Estimate:
+    """``estimate`` with these quotes (a subset of its own, e.g. one provider's): ``prices``, ``cost_usd``
+    and the price notes (:func:`traincost.pricing.cost.price_notes`; ``provider``: what the quotes were
+    narrowed to, named when none is left) follow."""
+    fresh = price_notes(quotes, estimate.device["name"], (estimate.price_table or {}).get("newest_date"),
+                        filtered=provider)
+    notes = [n for n in estimate.notes if not n.startswith(PRICE_NOTE_PREFIXES)] + fresh
+    return replace(estimate, prices=[q.to_dict() for q in quotes],
+                   cost_usd={q.provider: q.usd for q in quotes if q.usd is not None}, notes=notes)
 
 
 def _check_common(precision: str, gpus: int, epochs: float | None, dataset_size: int | None,
@@ -512,7 +532,8 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
-            network: str | None = None, correction: Any = "auto", host: Any = None) -> Estimate:
+            network: str | None = None, correction: Any = "auto", host: Any = None,
+            price_per_hour: float | None = None, prices: Any = None) -> Estimate:
     """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
 
     ``model``: a family/torchvision name, spec path, ``ArchSpec`` or ``nn.Module`` (as ``traincost.count``).
@@ -525,10 +546,15 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     ``host`` (GPUs): the CPU that launches the kernels, when it is not the profile's: a factor on every host cost
     (0.7 = a host 30 % faster per op) or a calibrated GPU profile (path or object) whose host to take
     (:func:`traincost.hardware.host.with_host`); ``Estimate.host`` says which host was assumed.
+    Prices: each provider's newest on-demand price for the GPU from the shipped table; ``prices``, a CSV path
+    with the columns of ``traincost/data/prices.csv`` (or ``Price`` rows), replaces the table;
+    ``price_per_hour`` (USD per GPU-hour, also for a CPU) overrides any table as provider ``"your price"``:
+    the run costs ``total_s / 3600 x price x gpus`` (:func:`traincost.pricing.cost.price_table`).
     Raises ``TraincostUsageError`` for an unknown device, a precision the device lacks (bf16 on a V100),
-    or bad run parameters; a batch that does not fit is still predicted (``fits=False``).
+    or bad run parameters or prices; a batch that does not fit is still predicted (``fits=False``).
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
+    table = price_table(price_per_hour, prices)
     profile = with_host(resolve_device(device), _host_source(host))
     _check_device(profile, precision, gpus)
     check_parallel(gpus, nodes, network)
@@ -536,24 +562,26 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
     return data_parallel(step, profile, _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
-                                                  correction=source),
-                         gpus=gpus, nodes=nodes, network=network)
+                                                  correction=source, prices=table),
+                         gpus=gpus, nodes=nodes, network=network, prices=table)
 
 
 def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_size: int,
             input_shape: tuple[int, ...] | str | None = None, precision: str = "fp32",
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
-            network: str | None = None, correction: Any = "auto", host: Any = None) -> list[Estimate]:
+            network: str | None = None, correction: Any = "auto", host: Any = None,
+            price_per_hour: float | None = None, prices: Any = None) -> list[Estimate]:
     """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
 
     The walk depends on the model, batch and precision, not on the device: it is priced again for each
     device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
     is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
     them all. ``correction`` as in :func:`predict`, chosen per device; ``host`` as in :func:`predict`, for the
-    GPUs of the list.
+    GPUs of the list. ``price_per_hour`` and ``prices`` as in :func:`predict`, for every device.
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
+    table = price_table(price_per_hour, prices)
     source = _correction_source(correction)
     host = _host_source(host)
     if isinstance(devices, str):
@@ -588,8 +616,8 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
                  channels_last=channels_last, optimizer=optimizer)
     out = [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
-                                            exact_max_batch=False, correction=source),
-                         gpus=gpus, nodes=nodes, network=network)
+                                            exact_max_batch=False, correction=source, prices=table),
+                         gpus=gpus, nodes=nodes, network=network, prices=table)
            for p in profiles]
     for i, names in same.items():
         also = ", ".join(repr(n) for n in names)

@@ -204,5 +204,10 @@ def refit(profile: DeviceProfile) -> DeviceProfile:
     props["fallbacks"] = fitted.fallbacks
     props.update(fitted.properties)
     props["refit"] = _dt.date.today().isoformat()
-    return _replace(profile, **fitted.profile_fields, properties=props,
-                    raw={**raw, "fits": fitted.fits, "errors": errors}, spread=_spread(raw))
+    out = _replace(profile, **fitted.profile_fields, properties=props,
+                   raw={**raw, "fits": fitted.fits, "errors": errors}, spread=_spread(raw))
+    if "implausible" in props:  # judged again on the new fits
+        from traincost.calibrate.plausibility import check
+
+        props["implausible"] = [p.to_dict() for p in check(out)]
+    return out

@@ -14,6 +14,11 @@ conv), about a minute on an H200 by count (sizes x repeats x inner loops of ~2 m
 ~15 s on 2 cores; full CPU: 2545 points, ~2 minutes on the 2-core AMD EPYC. ``properties["host_load"]``
 says how busy the host was (other processes' CPU seconds per second): on a CPU device a busy host stalls
 the intra-op thread pool and inflates every timing.
+
+Plausibility: the fitted profile is checked against physical bounds (:mod:`traincost.calibrate.plausibility`);
+each family named by a problem is measured once more (``properties["remeasured"]``, the first rows kept in
+``raw["discarded"]``), and what is still implausible is listed in ``properties["implausible"]`` (the CLI
+refuses to write such a profile without ``--force``). An interrupted run is not re-measured.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from traincost.calibrate.host import (
     _total_memory,
     parse_device,
 )
+from traincost.calibrate.plausibility import check, families_to_remeasure
 from traincost.calibrate.points import (
     _conv_point,
     _dispatch_point,
@@ -187,15 +193,49 @@ def _run_point(run: _Run, pt: _Point, i: int, total: int, progress: ProgressFn |
                 torch.cuda.empty_cache()
 
 
+def _remeasure(run: _Run, points: list[_Point], families: list[str], progress: ProgressFn | None
+               ) -> tuple[bool, int]:
+    """Measure every point of ``families`` again (those with measured rows; a deadline of its own): the fit
+    uses the new rows, the replaced ones are kept in ``raw["discarded"][family]``. Ctrl-C keeps the first
+    rows of the family being measured (its partial new rows go to ``discarded``). Returns (interrupted,
+    points of both rounds); progress counts on past the first round, with that larger total."""
+    families = [f for f in families if run.raw.get(f)]  # a family that failed entirely would fail again
+    todo = [pt for pt in points if pt.family in families]
+    total = len(points) + len(todo)
+    again = progress if progress is None else (
+        lambda done, _total, label: progress(len(points) + done, total, f"again: {label}"))
+    discarded: dict[str, list[dict[str, Any]]] = {}
+    started = time.perf_counter()
+    interrupted = False
+    for family in families:
+        first = run.raw.pop(family, [])
+        run.skipped_series -= {pt.series for pt in todo if pt.family == family and pt.series}
+        try:
+            for j, pt in enumerate(todo):
+                if pt.family == family:
+                    _run_point(run, pt, j, len(todo), again, started)
+        except KeyboardInterrupt:
+            discarded[family] = run.raw.pop(family, [])
+            run.raw[family] = first
+            interrupted = True
+            break
+        discarded[family] = first
+    if discarded:
+        run.raw["discarded"] = discarded  # type: ignore[assignment]  # rows, not a measurement family
+    return interrupted, total
+
+
 def calibrate(device: str = "cuda", quick: bool = False, progress: ProgressFn | None = None) -> DeviceProfile:
     """Measure ``device`` ('cpu', 'cuda', 'cuda:N') and return its calibrated :class:`DeviceProfile`.
 
     ``quick`` measures a smaller grid with fewer repeats (CPU: well under a minute). ``progress`` is
-    called as ``progress(done, total, label)`` before each measurement point and once at the end.
+    called as ``progress(done, total, label)`` before each measurement point and once at the end
+    (``"fitting"``); a re-measurement goes on counting with a larger ``total``.
     Raises ``TraincostUsageError`` for a bad device and ``TraincostError`` only when a part the profile
     cannot do without (matmul, memory) failed entirely and no datasheet fallback exists; any other
     failure is recorded in ``raw["errors"]`` and, where a value is needed, replaced by a documented
-    fallback listed in ``properties["fallbacks"]``.
+    fallback listed in ``properties["fallbacks"]``. What stays physically implausible after one
+    re-measurement is listed in ``properties["implausible"]`` (never raised: the caller decides).
     """
     dev = parse_device(device)
     started = time.perf_counter()
@@ -230,7 +270,18 @@ def calibrate(device: str = "cuda", quick: bool = False, progress: ProgressFn | 
         if progress is not None:
             progress(total, total, "fitting")
         profile = _assemble(run, modes, skipped, quick, total_memory)
+        problems = check(profile)
+        remeasured: list[str] = []
+        if problems and not interrupted:  # re-measure each family named once, then judge again
+            remeasured = families_to_remeasure(problems)
+            interrupted, done = _remeasure(run, points, remeasured, progress)
+            if progress is not None:
+                progress(done, done, "fitting")
+            profile = _assemble(run, modes, skipped, quick, total_memory)
+            problems = check(profile)
     profile.properties["interrupted"] = interrupted
+    profile.properties["remeasured"] = remeasured
+    profile.properties["implausible"] = [p.to_dict() for p in problems]
     elapsed = time.perf_counter() - started
     cpu_time = time.process_time() - cpu_started
     busy = _host_busy_s()

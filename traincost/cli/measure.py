@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from traincost.cli.app import _check_writable, main
-from traincost.errors import TraincostUsageError
+from traincost.errors import TraincostError, TraincostUsageError
 
 
 def _calibration_summary(profile: Any) -> dict[str, Any]:
@@ -32,6 +32,8 @@ def _calibration_summary(profile: Any) -> dict[str, Any]:
         "calibration_s": profile.properties.get("calibration_s"),
         "host_load": profile.properties.get("host_load", {}),
         "interrupted": bool(profile.properties.get("interrupted")),
+        "implausible": profile.properties.get("implausible") or [],
+        "remeasured": profile.properties.get("remeasured") or [],
         "spread": {k: v for k, v in profile.spread.items() if k != "by_family"},
     }
 
@@ -42,11 +44,18 @@ def _calibration_summary(profile: Any) -> dict[str, Any]:
 @click.option("-o", "--output", type=click.Path(dir_okay=True), default=None,
               help="Profile JSON to write [default: ./<device-slug>.json].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def calibrate_command(device: str, quick: bool, output: str | None, as_json: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Write the profile even if a fitted constant is physically implausible (listed in "
+                   "properties.implausible).")
+def calibrate_command(device: str, quick: bool, output: str | None, as_json: bool, force: bool) -> None:
     """Measure a device with microbenchmarks and write its profile (JSON).
 
     GEMM and convolution throughput per math mode, memory and reduction bandwidth, eager dispatch cost,
     launch latency and optimizer steps; fitted efficiency curves plus every raw measurement.
+
+    A profile whose constants are physically implausible (a busy machine) is measured once more where it is
+    wrong, then refused (exit 1; its measurements are kept in <output>.implausible.json) unless --force.
+    Ctrl-C keeps what was measured, writes it and exits 130.
     """
     import os
 
@@ -78,14 +87,64 @@ def calibrate_command(device: str, quick: bool, output: str | None, as_json: boo
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label[:48])
 
-        profile = _calibrate_until_terminated(calibrate, str(dev), quick, progress)
+        try:
+            profile = _calibrate_until_terminated(calibrate, str(dev), quick, progress)
+        except KeyboardInterrupt:  # before any measurement, or while fitting
+            click.echo(f"Interrupted: calibration of {dev} stopped before a profile was fitted; "
+                       f"nothing written", err=True)
+            sys.exit(130)
+    interrupted = bool(profile.properties.get("interrupted"))
+    problems = profile.properties.get("implausible") or []
+    if problems and not force:
+        from traincost.calibrate.plausibility import describe
+
+        kept = path.with_name(f"{path.stem}.implausible{path.suffix or '.json'}")
+        save_profile(profile, kept)
+        again = profile.properties.get("remeasured") or []
+        line = (f"implausible calibration of {dev}"
+                f"{' (after measuring ' + ', '.join(again) + ' again)' if again else ''}: "
+                f"{describe(problems)}; {path} not written, the measurements are in {kept}; calibrate again "
+                f"on a quiet machine, or pass --force to write it anyway")
+        if interrupted:
+            click.echo(f"Interrupted: {_kept_line(profile)}; {line}", err=True)
+            sys.exit(130)
+        raise TraincostError(line)
     save_profile(profile, path)
     summary = _calibration_summary(profile)
     summary["output"] = str(path)
     if as_json:
         click.echo(json.dumps(summary, default=str))
-        return
-    _print_calibration(summary)
+    else:
+        _print_calibration(summary)
+    if problems:
+        from traincost.calibrate.plausibility import describe
+
+        click.echo(f"warning: written with --force although implausible: {describe(problems)} "
+                   f"(properties.implausible lists all {len(problems)})", err=True)
+    if interrupted:
+        click.echo(f"Interrupted: wrote {path}: {_kept_line(profile)}; calibrate again for a complete profile",
+                   err=True)
+        sys.exit(130)
+
+
+#: ``raw`` keys that are not measurement families.
+_NOT_FAMILIES = ("probes", "skipped", "fits", "errors", "discarded")
+
+
+def _kept_line(profile: Any) -> str:
+    """What an interrupted calibration kept: measured points, families missing or cut short."""
+    measured = {fam: len(rows) for fam, rows in profile.raw.items()
+                if fam not in _NOT_FAMILIES and isinstance(rows, list)}
+    left: dict[str, int] = {}
+    for s in profile.raw.get("skipped", []):
+        if isinstance(s, dict) and s.get("reason") == "interrupted":
+            left[s.get("family", "?")] = left.get(s.get("family", "?"), 0) + 1
+    missing = [fam for fam in left if not measured.get(fam)]
+    short = [f"{fam} ({n} left)" for fam, n in left.items() if measured.get(fam)]
+    out = f"kept {sum(measured.values())} measured points"
+    out += f"; missing: {', '.join(missing)}" if missing else ""
+    out += f"; cut short: {', '.join(short)}" if short else ""
+    return out
 
 
 def _calibrate_until_terminated(calibrate: Any, device: str, quick: bool, progress: Any) -> Any:
@@ -142,6 +201,8 @@ def _print_calibration(summary: dict[str, Any]) -> None:
         console.print(f"[yellow]{summary['errors']} measurement(s) failed: see raw.errors in the profile[/]")
     for fb in summary["fallbacks"]:
         console.print(f"[yellow]fallback: {fb}[/]")
+    if summary.get("remeasured"):
+        console.print(f"[yellow]measured again (implausible at first): {', '.join(summary['remeasured'])}[/]")
     if summary.get("interrupted"):
         console.print("[yellow]interrupted: the profile holds what was measured until then "
                       "(raw.skipped lists the rest)[/]")

@@ -128,8 +128,34 @@ def _check_run_options(epochs: float | None, dataset_size: int | None) -> None:
         raise TraincostUsageError(f"--dataset-size must be a positive integer (samples), got {dataset_size}")
 
 
+def _price_options(price_per_hour: float | None, prices: str | None, provider: str | None) -> Any:
+    """--price-per-hour / --prices as a checked :class:`~traincost.pricing.cost.PriceTable` (usage errors naming
+    the option; a bad row of the --prices file names file:line and column), before any walking."""
+    from traincost.pricing.cost import USER_PROVIDER, price_table
+
+    if price_per_hour is not None:
+        if prices is not None:
+            raise TraincostUsageError("give --price-per-hour (one price for every GPU-hour) or --prices FILE (a "
+                                      "price table), not both")
+        if not math.isfinite(price_per_hour) or price_per_hour <= 0:
+            raise TraincostUsageError(f"--price-per-hour must be a positive number of USD per GPU-hour, "
+                                      f"got {price_per_hour:g}")
+        if provider is not None and provider.strip().lower() != USER_PROVIDER:
+            raise TraincostUsageError(f"--provider {provider!r} picks a price of the table, which "
+                                      "--price-per-hour replaces: give one of them")
+    return price_table(price_per_hour, prices)
+
+
 def _run_options(func: Any) -> Any:
-    """--epochs, --dataset-size, --provider (shared by predict and compare)."""
+    """--epochs, --dataset-size, --provider, --price-per-hour, --prices (shared by predict and compare)."""
+    func = click.option("--prices", "prices_file", type=str, default=None, metavar="FILE",
+                        help="Your own price table instead of the shipped one: a CSV with the columns of "
+                             "traincost/data/prices.csv (provider, gpu_key, gpu_count, price_usd_per_gpu_hour, "
+                             "price_type, source, source_date, ...); each provider's newest on-demand row is "
+                             "used.")(func)
+    func = click.option("--price-per-hour", "price_per_hour", type=float, default=None, metavar="USD",
+                        help="Your price for one GPU-hour (overrides the price table; shown as provider "
+                             "'your price'): run $ = hours x USD x GPUs.")(func)
     func = click.option("--provider", default=None,
                         help="Only this cloud provider's price (e.g. aws, gcp, lambda).")(func)
     func = click.option("--dataset-size", type=int, default=None,
@@ -178,23 +204,26 @@ def _correction_arg(value: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, device: str,
-                    epochs: float | None, dataset_size: int | None, provider: str | None, gpus: int,
+                    epochs: float | None, dataset_size: int | None, provider: str | None,
+                    price_per_hour: float | None, prices_file: str | None, gpus: int,
                     nodes: int, network: str | None, host: str | None, correction: str, top: int,
                     as_json: bool, **family_values: str | None) -> None:
     """Predict the training step time, memory and cost of MODEL on one device.
 
     MODEL as in 'traincost count'. Prints step time, samples/s, epoch and total time (with
     --dataset-size), peak memory against the device memory (and the largest batch that fits), the run's
-    cost per provider with each price's date, the bound (compute, memory or host) and the heaviest layers.
+    cost per provider with each price's date and source (each provider's newest on-demand price; yours with
+    --price-per-hour or --prices), the bound (compute, memory or host) and the heaviest layers.
     """
     from traincost.api import predict, with_provider
 
     _check_run_options(epochs, dataset_size)
+    table = _price_options(price_per_hour, prices_file, provider)
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
                        dataset_size=dataset_size, gpus=gpus, nodes=nodes, network=network, host=host,
-                       correction=_correction_arg(correction))
+                       correction=_correction_arg(correction), prices=table)
     estimate = with_provider(estimate, provider)
     if as_json:
         click.echo(json.dumps(estimate.to_dict()))
@@ -224,7 +253,8 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (sorted like the table).")
 def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, devices: str,
-                    epochs: float | None, dataset_size: int | None, provider: str | None, num_gpus: int,
+                    epochs: float | None, dataset_size: int | None, provider: str | None,
+                    price_per_hour: float | None, prices_file: str | None, num_gpus: int,
                     nodes: int, network: str | None, host: str | None, sort: str, plot_path: str | None,
                     as_json: bool, **family_values: str | None) -> None:
     """Compare MODEL's training on several GPUs and providers: time, dollars, Pareto front, fit.
@@ -247,12 +277,14 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
     if num_gpus < 1:
         raise TraincostUsageError(f"--num-gpus must be a positive integer, got {num_gpus}")
     _check_run_options(epochs, dataset_size)
+    table = _price_options(price_per_hour, prices_file, provider)
     if plot_path is not None:
         _check_plot_path(Path(plot_path))
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
     estimates = compare(spec, devices=names, batch_size=batch_size, precision=precision,
                         channels_last=channels_last, optimizer=optimizer, epochs=epochs,
-                        dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network, host=host)
+                        dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network, host=host,
+                        prices=table)
     if provider is not None:
         estimates = _only_provider(estimates, provider)
     ranked = rank_choices(choices(estimates), sort=sort)
@@ -306,15 +338,15 @@ def _check_plot_path(path: Path) -> None:
 
 def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
     """Keep only ``provider``'s price on every estimate; a usage error if no device has one from it."""
-    import dataclasses
+    from traincost.api import with_quotes
+    from traincost.pricing.cost import PriceQuote
 
     wanted = provider.strip().lower()
     out, found = [], False
     for e in estimates:
-        prices = [p for p in e.prices if p["provider"].lower() == wanted]
+        prices = [PriceQuote(**p) for p in e.prices if p["provider"].lower() == wanted]
         found = found or bool(prices)
-        out.append(dataclasses.replace(e, prices=prices, cost_usd={p["provider"]: p["usd"] for p in prices
-                                                                   if p["usd"] is not None}))
+        out.append(with_quotes(e, prices, provider=provider))
     if not found:
         known = sorted({p["provider"] for e in estimates for p in e.prices})
         raise TraincostUsageError(f"no price from provider {provider!r} for these devices; providers with a "

@@ -104,6 +104,13 @@ def usd(value: float | None) -> str:
     return f"${value:,.2f}" if value >= 0.01 else f"${value:.4f}"
 
 
+def short_source(source: str) -> str:
+    """A price's source as a table cell: its name without the bracketed reference (repo, file, commit),
+    which ``--json`` keeps whole."""
+    name = source.split(" (", 1)[0].strip() or source
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
 def _step_line(e: "Estimate") -> str:
     shape = f"batch {e.batch_size}" + (f" x {e.gpus} GPUs" if e.gpus > 1 else "") \
         + (f" on {e.nodes} nodes" if getattr(e, "nodes", 1) > 1 else "")
@@ -188,12 +195,14 @@ def estimate_view(e: "Estimate", top: int = 10) -> Group:
     if e.prices:
         cost = Table(title=("Cost of the run" if e.total_s is not None
                             else "Prices (give --dataset-size for the run's cost)")
-                     + ": on-demand, cheapest per provider (sources: --json)", title_justify="left")
-        for col in ("provider", "$/GPU-h", "GPUs", "run $", "price date"):
-            cost.add_column(col, justify="left" if col in ("provider", "price date") else "right")
+                     + ": on-demand, each provider's newest price (full source references: --json)",
+                     title_justify="left")
+        for col in ("provider", "$/GPU-h", "GPUs", "run $", "price date", "source"):
+            cost.add_column(col, justify="left" if col in ("provider", "price date", "source") else "right",
+                            no_wrap=col != "provider", overflow="ellipsis" if col == "source" else "fold")
         for p in e.prices:
             cost.add_row(p["provider"], f"{p['usd_per_gpu_hour']:.2f}", str(p["gpus"]), usd(p["usd"]),
-                         p["source_date"])
+                         p["source_date"], Text(short_source(p["source"])))
         parts.append(cost)
     layers = Table(title=f"Heaviest layers (of {len(e.breakdown)})", title_justify="left")
     layers.add_column("module", no_wrap=True, overflow="ellipsis", max_width=48)
@@ -228,7 +237,8 @@ def compare_table(estimates: list["Estimate"]) -> Group:
     for e in estimates:
         if e.prices:
             cost = "\n".join((usd(p["usd"]) if run else f"${p['usd_per_gpu_hour']:.2f}/h")
-                             + f" {p['provider']} ({p['source_date']})" for p in e.prices)
+                             + f" {p['provider']} ({p['source_date']}, {short_source(p['source'])})"
+                             for p in e.prices)
         else:
             cost = "-"
         fits = "yes" if e.fits else f"no (max {e.max_batch_size})"
@@ -258,7 +268,7 @@ def decision_table(estimates: list[Estimate], ranked: list[Choice], sort: str = 
                          + (f"  {e0.epochs:g} epochs of {e0.dataset_size:,} samples" if run else ""))
     by = {"time": "total time" if run else "step time", "cost": "run $" if run else "$ per 1M samples"}[sort]
     table = Table(title=f"Ranked by {by} (rows that fit first); * = Pareto front: no other row both faster "
-                        "and cheaper; on-demand prices with their date", title_justify="left")
+                        "and cheaper; on-demand prices with their date and [source]", title_justify="left")
     cols = ["#", "", "device", "provider (price date)", "$/GPU-h", "step ms", "samples/s"]
     cols += (["total", "run $"] if run else ["$/1M samples"])
     cols += ["scaling"] if e0.gpus > 1 else []
@@ -267,9 +277,14 @@ def decision_table(estimates: list[Estimate], ranked: list[Choice], sort: str = 
         table.add_column(col, justify="left" if col in ("", "device", "provider (price date)", "fits") else "right",
                          no_wrap=True)
     by_name = {e.device["name"]: e for e in estimates}
+    sources: dict[str, int] = {}  # short source -> its footnote number
     for c in ranked:
         e = by_name.get(c.device)
         provider = f"{c.provider} ({c.price_date})" if c.provider else "- (no price)"
+        if c.provider and e is not None:
+            source = next((p["source"] for p in e.prices if p["provider"] == c.provider), "")
+            if source:
+                provider += f" [{sources.setdefault(short_source(source), len(sources) + 1)}]"
         row = [str(c.rank), "*" if c.pareto else "", c.device, provider,
                f"{c.usd_per_gpu_hour:.2f}" if c.usd_per_gpu_hour is not None else "-",
                f"{c.step_ms:,.2f}", f"{c.samples_per_s:,.0f}"]
@@ -291,8 +306,14 @@ def decision_table(estimates: list[Estimate], ranked: list[Choice], sort: str = 
     if any(e.device["profile_source"] == "datasheet" for e in estimates):
         notes.append(Text("note: datasheet profiles (GPUs never measured) are less certain than calibrated ones",
                           style="yellow"))
-    for e in estimates:  # a device named twice in --gpus: compared once (api.compare's note)
-        notes += [Text("note: " + n, style="yellow") for n in e.notes if n.endswith("compared once")]
+    from traincost.pricing.cost import PRICE_NOTE_PREFIXES
+
+    for e in estimates:  # a device named twice in --gpus: compared once (api.compare's note); its price notes
+        notes += [Text("note: " + n, style="yellow") for n in e.notes
+                  if n.endswith("compared once") or n.startswith(PRICE_NOTE_PREFIXES)]
+    if sources:
+        notes.append(Text("price sources (full references: --json): " + "; ".join(
+            f"[{i}] {name}" for name, i in sources.items())))
     if e0.gpus > 1:
         notes.append(Text("note: scaling = throughput on the GPUs / (GPUs x one GPU): the gradient all-reduce not "
                           "hidden behind backward (--json: allreduce_ms, exposed_comm_ms)", style="yellow"))

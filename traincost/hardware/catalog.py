@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import os
 import re
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
@@ -28,6 +29,7 @@ __all__ = [
     "DTYPES",
     "GPUS_PER_NODE",
     "LINK_KINDS",
+    "PRICE_COLUMNS",
     "GPUSpec",
     "Link",
     "Price",
@@ -35,7 +37,9 @@ __all__ = [
     "intra_node_link",
     "load_gpus",
     "load_links",
+    "load_price_file",
     "load_prices",
+    "newest_price_date",
     "prices_for",
     "prices_frame",
     "resolve_gpu",
@@ -197,31 +201,130 @@ def gpus_frame() -> pd.DataFrame:
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+#: The columns a price file needs (``traincost/data/prices.csv`` and a user's ``--prices FILE``); the shipped
+#: file also has ``instance_type``, ``price_usd_per_instance_hour``, ``region`` and ``notes`` (optional in a user's).
+PRICE_COLUMNS: tuple[str, ...] = ("provider", "gpu_key", "gpu_count", "price_usd_per_gpu_hour", "price_type",
+                                  "source", "source_date")
+
+
+def _price_rows(text: str, where: str, error: type[TraincostError]) -> tuple[Price, ...]:
+    """The on-demand prices of one price CSV (rows of another ``price_type``, spot or reserved, are skipped).
+
+    ``where`` names the file in errors as ``where:LINE: column NAME: ...``; ``error`` is the exception type
+    (a shipped file's bad row is a bug, a user's is a usage error). ``gpu_key`` may be any name
+    :func:`resolve_gpu` accepts (``H100``, ``A100 80GB``): it is stored as the catalog key.
+    """
+    import io
+    import math
+
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in PRICE_COLUMNS if c not in header]
+    if missing:
+        raise error(f"{where}:1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (a price "
+                    f"file has the columns of traincost/data/prices.csv: {', '.join(PRICE_COLUMNS)}, and "
+                    "optionally instance_type, price_usd_per_instance_hour, region, notes)")
+    prices = []
+    for row in reader:
+        line = reader.line_num
+
+        def bad(column: str, why: str) -> TraincostError:
+            return error(f"{where}:{line}: column {column}: {why}")
+
+        def cell(column: str) -> str:
+            value = row.get(column)
+            return "" if value is None else str(value).strip()
+
+        if None in row:
+            raise error(f"{where}:{line}: more cells than the {len(header)} columns of the header")
+        price_type = cell("price_type")
+        if not price_type:
+            raise bad("price_type", "empty (on-demand; spot or reserved rows are skipped)")
+        if price_type != "on-demand":
+            continue
+        provider = cell("provider")
+        if not provider:
+            raise bad("provider", "empty")
+        name = cell("gpu_key")
+        try:
+            gpu_key = resolve_gpu(name).key
+        except TraincostUsageError as exc:
+            raise bad("gpu_key", str(exc)) from None
+        try:
+            gpu_count = int(cell("gpu_count"))
+        except ValueError:
+            raise bad("gpu_count", f"not a whole number: {cell('gpu_count')!r}") from None
+        if gpu_count < 1:
+            raise bad("gpu_count", f"must be >= 1, got {gpu_count}")
+        try:
+            usd = float(cell("price_usd_per_gpu_hour"))
+        except ValueError:
+            raise bad("price_usd_per_gpu_hour", f"not a number: {cell('price_usd_per_gpu_hour')!r}") from None
+        if not (math.isfinite(usd) and usd > 0):
+            raise bad("price_usd_per_gpu_hour", f"must be a positive number of USD, got {usd:g}")
+        source = cell("source")
+        if not source:
+            raise bad("source", "empty (say where the price comes from)")
+        date = cell("source_date")
+        if not _valid_date(date):
+            raise bad("source_date", f"not an ISO date YYYY-MM-DD: {date!r}")
+        prices.append(Price(provider=provider, instance_type=cell("instance_type"), gpu_key=gpu_key,
+                            gpu_count=gpu_count, usd_per_gpu_hour=usd, source=source, source_date=date,
+                            region=cell("region")))
+    return tuple(prices)
+
+
+def _valid_date(text: str) -> bool:
+    import datetime
+
+    if not _ISO_DATE.match(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=1)
 def load_prices() -> tuple[Price, ...]:
-    """All on-demand prices (``traincost/data/prices.csv``), in file order."""
+    """All on-demand prices (``traincost/data/prices.csv``), in file order, history included."""
+    text = (resources.files("traincost") / "data" / "prices.csv").read_text(encoding="utf-8")
+    prices = _price_rows(text, "prices.csv", TraincostError)
     known = {s.key for s in load_gpus()}
-    prices = []
-    for i, row in enumerate(_read_rows("prices.csv"), start=2):
-        where = f"prices.csv line {i}"
-        if row["price_type"].strip() != "on-demand":
-            continue
-        price = Price(
-            provider=row["provider"].strip(),
-            instance_type=row["instance_type"].strip(),
-            gpu_key=row["gpu_key"].strip(),
-            gpu_count=int(_req(row["gpu_count"], int, f"{where} gpu_count")),
-            usd_per_gpu_hour=float(_req(row["price_usd_per_gpu_hour"], float, f"{where} price")),
-            source=row["source"].strip(),
-            source_date=row["source_date"].strip(),
-            region=row["region"].strip(),
-        )
-        if price.gpu_key not in known:
-            raise TraincostError(f"{where}: gpu_key {price.gpu_key!r} is not in gpus.csv")
-        if not _ISO_DATE.match(price.source_date) or not price.source:
-            raise TraincostError(f"{where}: a price needs a source and an ISO source_date")
-        prices.append(price)
-    return tuple(prices)
+    for p in prices:  # the shipped file names catalog keys exactly (no forgiving resolution)
+        if p.gpu_key not in known:
+            raise TraincostError(f"prices.csv: gpu_key {p.gpu_key!r} is not in gpus.csv")
+    return prices
+
+
+def load_price_file(path: str | os.PathLike[str]) -> tuple[Price, ...]:
+    """A user's own price table: a CSV with the columns of ``traincost/data/prices.csv`` (``PRICE_COLUMNS``
+    required; ``gpu_key`` may be any GPU name :func:`resolve_gpu` accepts). Only ``on-demand`` rows are kept.
+
+    Raises ``TraincostUsageError`` naming ``file:line`` and the column of the first bad row, or the file
+    when it cannot be read or holds no on-demand price.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except OSError as exc:
+        raise TraincostUsageError(f"prices file {name}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TraincostUsageError(f"prices file {name}: not UTF-8 text (a CSV file is expected)") from None
+    try:
+        prices = _price_rows(text, name, TraincostUsageError)
+    except csv.Error as exc:
+        raise TraincostUsageError(f"{name}: not a readable CSV file: {exc}") from None
+    if not prices:
+        raise TraincostUsageError(f"{name}: no on-demand price (rows need price_type 'on-demand')")
+    return prices
+
+
+def newest_price_date(prices: tuple[Price, ...] | list[Price]) -> str | None:
+    """The newest ``source_date`` of a price table (ISO), ``None`` for an empty one."""
+    return max((p.source_date for p in prices), default=None)
 
 
 def prices_frame() -> pd.DataFrame:
@@ -233,15 +336,16 @@ def prices_frame() -> pd.DataFrame:
     )
 
 
-def prices_for(gpu: GPUSpec | str) -> tuple[Price, ...]:
-    """On-demand prices for one GPU (a ``GPUSpec`` or any name ``resolve_gpu`` accepts), cheapest first.
+def prices_for(gpu: GPUSpec | str, prices: tuple[Price, ...] | list[Price] | None = None) -> tuple[Price, ...]:
+    """Current on-demand prices for one GPU (a ``GPUSpec`` or any name ``resolve_gpu`` accepts), cheapest first.
 
-    When a provider has several rows for the GPU (instance sizes, dates), only its cheapest $/GPU-hour
-    is kept (ties: the newest date, then the fewest GPUs). Every price carries its source and date.
+    ``prices``: the table to read (default: the shipped one, :func:`load_prices`). A provider's **newest**
+    price is used: of its rows for the GPU, those of the latest ``source_date``; of these the cheapest
+    $/GPU-hour (ties: the fewest GPUs). Older rows are dated history. Every price carries its source and date.
     """
     key = (gpu if isinstance(gpu, GPUSpec) else resolve_gpu(gpu)).key
     best: dict[str, Price] = {}
-    for p in load_prices():
+    for p in load_prices() if prices is None else prices:
         if p.gpu_key != key:
             continue
         cur = best.get(p.provider)
@@ -250,9 +354,8 @@ def prices_for(gpu: GPUSpec | str) -> tuple[Price, ...]:
     return tuple(sorted(best.values(), key=lambda p: (p.usd_per_gpu_hour, p.provider)))
 
 
-def _price_rank(p: Price) -> tuple[float, int, int]:
-    date_num = -int(p.source_date.replace("-", ""))
-    return (p.usd_per_gpu_hour, date_num, p.gpu_count)
+def _price_rank(p: Price) -> tuple[int, float, int]:
+    return (-int(p.source_date.replace("-", "")), p.usd_per_gpu_hour, p.gpu_count)
 
 
 # ---------------------------------------------------------------- name resolution
