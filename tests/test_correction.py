@@ -379,3 +379,23 @@ def test_shipped_models_load_and_ship_as_package_data():
     assert h200["scope"] == "device" and {d["catalog_key"] for d in h200["devices"]} == {"h200-sxm-141gb"}
     assert {d["name"] for d in h200["devices"]} == {p.name for p in load_shipped_profiles()
                                                     if p.catalog_key == "h200-sxm-141gb"}
+
+
+def test_a_users_own_calibration_of_a_shipped_device_is_not_stale():
+    """Calibrating a device again (same name as a shipped profile, other numbers) keeps the device's correction,
+    with a stated reason; only a change of the profile the model was fitted on makes it stale."""
+    import dataclasses
+
+    from traincost.hardware.store import load_shipped_profiles
+
+    shipped = next(p for p in load_shipped_profiles() if p.kind == "cpu")
+    mine = dataclasses.replace(shipped, dispatch_s=shipped.dispatch_s * 1.1)
+    e = traincost.predict("fc", device=mine, batch_size=4)
+    assert not e.correction.get("stale") and "another calibration" in e.correction["reason"]
+    assert "another calibration" not in traincost.predict("fc", device=shipped, batch_size=4).correction["reason"]
+    import copy
+
+    model = copy.copy(select.select_residual(shipped)[0])         # a copy: the loaded model is cached
+    model.metadata_ = {**model.metadata_, "devices": [{**d, "profile_sha256": "0" * 16}
+                                                      for d in model.metadata_["devices"]]}
+    assert "another version" in select.staleness(model, mine)     # the shipped profile it was fitted on changed

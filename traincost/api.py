@@ -243,6 +243,7 @@ def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
     from traincost.correction.select import (
         analytic_intervals,
         interval_factors,
+        other_calibration,
         out_of_range,
         proxy_features,
         select_residual,
@@ -281,8 +282,11 @@ def _apply_correction(step: _Step, pricing: Pricing, profile: DeviceProfile,
         info.update(model=Path(path).name if path else "ResidualModel", log_residual=residual,
                     factor=math.exp(residual))
         stale = staleness(model, profile)
+        other = other_calibration(model, profile)
         if stale:
             info.update(stale=True, reason=f"{reason}; STALE: {stale}: refit with 'traincost fit'")
+        elif other:
+            info.update(reason=f"{reason}; {other}")
         quantiles, ranges = model.intervals_, model.feature_ranges_
     else:
         quantiles, ranges = analytic_intervals(profile), {}

@@ -69,8 +69,32 @@ def staleness(model: ResidualModel, profile: Any) -> str | None:
     if trained is not None and trained != model_version():
         return f"fitted with analytic model version {trained}; this traincost prices with version {model_version()}"
     for d in meta.get("devices") or []:
+        if _same_device(d, profile) and d.get("profile_sha256"):
+            # stale only when the model's own input changed: the shipped profile it was fitted on; a user's own
+            # calibration of the same device is another profile (see :func:`other_calibration`), not staleness
+            reference = _shipped_namesake(profile) or profile
+            if d["profile_sha256"] != profile_hash(reference):
+                return f"fitted on another version of the {profile.name} profile"
+    return None
+
+
+def _shipped_namesake(profile: Any) -> Any:
+    """The shipped profile with ``profile``'s name, or None."""
+    from traincost.hardware.store import load_shipped_profiles
+
+    return next((p for p in load_shipped_profiles() if p.name == profile.name), None)
+
+
+def other_calibration(model: ResidualModel, profile: Any) -> str | None:
+    """A note when ``profile`` is another calibration of a device the model was fitted on (the user calibrated
+    it again): the model applies, its residual was learned on the shipped calibration's analytic times."""
+    meta = getattr(model, "metadata_", None) or {}
+    for d in meta.get("devices") or []:
         if _same_device(d, profile) and d.get("profile_sha256") and d["profile_sha256"] != profile_hash(profile):
-            return f"fitted on another version of the {profile.name} profile"
+            shipped = _shipped_namesake(profile)
+            if shipped is not None and d["profile_sha256"] == profile_hash(shipped):
+                return (f"applied to another calibration of {profile.name} than the one it was fitted on "
+                        f"(the shipped profile): expect its correction to be less exact")
     return None
 
 
