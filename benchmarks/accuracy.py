@@ -26,7 +26,7 @@ the shipped learned correction, :mod:`traincost.correction`); the public table t
    Ti, RTX 2080 / 2080 Ti) and BERT, EfficientNet-WideSE rows are left out.
 
 No constant of traincost is fitted on any of these rows. The host-overhead ratios of
-:mod:`traincost.predict` come from ``benchmarks/host_overhead.py`` (tiny fc models, not in these sets).
+:mod:`traincost.pricing.timeline` come from ``benchmarks/host_overhead.py`` (tiny fc models, not in these sets).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ matmul TFLOP/s by size and mode, device copy GB/s, eager op us, conv2d TFLOP/s f
 prints the measured value, the prediction of ``datasheet_profile(H200)`` and its absolute percentage error
 (APE), and the "naive" prediction (datasheet peak, what a FLOP-count estimate assumes).
 
-Caveat: without ``--reference`` the datasheet profile uses the DEFAULT_* constants of traincost.devices,
+Caveat: without ``--reference`` the datasheet profile uses the DEFAULT_* constants of traincost.hardware.datasheet,
 which were fitted on this very file: that is an in-sample check of the curve form (2 parameters per
 class and mode), not of transfer to another GPU. The ``loo`` column is honest about the form: each matmul
 or conv point is predicted by a curve refitted without it (leave one out). With ``--reference`` (calibrated

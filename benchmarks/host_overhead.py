@@ -11,7 +11,7 @@ backward, optimizer step, zero_grad), subtracts the little device time the predi
 the shipped CPU profile, and divides by the walk's op count and the profile's ``dispatch_s``.
 
 The medians over the fc models are the defaults ``HOST_OP_RATIO`` and ``ZERO_GRAD_PER_TENSOR_RATIO`` of
-:mod:`traincost.predict` (measured on the AMD EPYC); they do not transfer to other hosts (the Intel Xeon:
+:mod:`traincost.pricing.timeline` (measured on the AMD EPYC); they do not transfer to other hosts (the Intel Xeon:
 forward 6.26, backward 3.33 over five runs, against 4.27, 2.08), so ``--write`` stores them in the profile of the host
 measured (``properties.host_op_ratio``), where ``predict`` takes them from. The tiny models are not in any evaluation set (benchmarks/accuracy.py). Asserts nothing.
 """

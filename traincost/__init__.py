@@ -10,7 +10,7 @@ Public API::
                       gpus=1, nodes=1, network=None, correction="auto") -> Estimate
                       (gpus > 1: DDP data parallel; correction: the learned residual, traincost.correction)
     traincost.compare(model, *, devices, batch_size, ...) -> list[Estimate]  (one walk, many devices)
-    traincost.DeviceProfile (traincost.devices): what a device achieves, as the predictor needs it
+    traincost.DeviceProfile (traincost.hardware.profile): what a device achieves, as the pricer needs it
     traincost.ArchSpec, traincost.resolve(name, params, input_shape)
 """
 

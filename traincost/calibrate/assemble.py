@@ -96,7 +96,7 @@ def _fit_raw(raw: dict[str, Any], kind: str, has_tf32: bool, errors: list[dict[s
     if launch_s is None:
         launch_s = need("launch", None, fb.launch_s if fb else 2.5e-6)
 
-    # On a CPU, timed ops include their own dispatch: curve latencies exclude it (see traincost.devices).
+    # On a CPU, timed ops include their own dispatch: curve latencies exclude it (see traincost.hardware.profile).
     if kind == "cpu":
         compute = {cls: {m: _minus_latency(c, dispatch_s) for m, c in modes_.items()}
                    for cls, modes_ in compute.items()}
