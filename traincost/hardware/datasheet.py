@@ -260,9 +260,10 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
         return by_key[r.catalog_key].mem_bandwidth_bytes_per_s  # type: ignore[index]
 
     kernel_refs = load_kernel_refs() if kernel_refs is None else list(kernel_refs)
-    kernel_refs = [r for r in kernel_refs if _catalog_spec(r["catalog_name"], by_key) is not None]
-    if refs or kernel_refs:
-        derived_from = sorted(r.name for r in refs) + sorted(r["name"] for r in kernel_refs)
+    # each NeuSight reference with its catalog GPU, resolved once (references outside the catalog are left out)
+    neusight = [(r, spec) for r in kernel_refs if (spec := _catalog_spec(r["catalog_name"], by_key)) is not None]
+    if refs or neusight:
+        derived_from = sorted(r.name for r in refs) + sorted(r["name"] for r, _ in neusight)
         derived_from.append("DEFAULT_* for (class, mode) pairs they lack")
         assumptions.append("memory cache tiers of the references are dropped (cache sizes differ)")
         learned: dict[tuple[str, str], list[_Learned]] = {}
@@ -275,8 +276,7 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
                     if ds:
                         learned.setdefault((cls, mode), []).append(_Learned(
                             rgpu.key, curve.peak / ds, curve.k_half, curve.depth_kind, curve.latency_s))
-        for kref in kernel_refs:
-            rgpu = _catalog_spec(kref["catalog_name"], by_key)
+        for kref, rgpu in neusight:
             for cls, modes in sorted(kref["compute"].items()):
                 for mode, fit in sorted(modes.items()):
                     ds = _datasheet_peak_flops(rgpu, cls, mode, conv_uses_tf32=False)
@@ -313,8 +313,7 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
                         compute.setdefault(cls, {})["fp32" + suffix] = summary(src, gpu.fp32_tflops * 1e12)
 
         mem_fractions = [(r.catalog_key, r.memory.peak / bw(r)) for r in refs]
-        mem_fractions += [(_catalog_spec(k["catalog_name"], by_key).key, float(k["memory"]["fraction"]))
-                          for k in kernel_refs if k.get("memory")]
+        mem_fractions += [(spec.key, float(k["memory"]["fraction"])) for k, spec in neusight if k.get("memory")]
         mem_fractions = _own_or_all(mem_fractions, gpu, by_key, key=lambda v: v[0])
         if mem_fractions:
             memory = Curve(peak=gpu.mem_bandwidth_bytes_per_s * _per_gpu_median(mem_fractions),
@@ -356,6 +355,7 @@ def datasheet_profile(gpu: "GPUSpec", reference: list[DeviceProfile] | tuple[Dev
             "mem_bandwidth_bytes_per_s": gpu.mem_bandwidth_bytes_per_s,
             "conv_fp32_uses_tf32": has_tf32,
             "derived_from": derived_from,
+            "host_from": sorted(r.name for r in refs),  # the calibrated hosts whose dispatch costs are used
             "assumptions": assumptions,
         },
     )

@@ -42,7 +42,7 @@ def host_summary(profile: DeviceProfile) -> dict[str, Any]:
     if profile.kind == "cpu":
         name = str(props.get("cpu_model") or profile.name)
     elif source == "assumed":
-        refs = [d for d in props.get("derived_from", []) if not d.startswith("DEFAULT") and "NeuSight" not in d]
+        refs = props.get("host_from") or []
         name = ("median of the calibrated GPU hosts (" + ", ".join(refs) + ")") if refs else "an H200 host"
     else:
         name = f"{props.get('cpu_model') or 'the host'} of {profile.name}"

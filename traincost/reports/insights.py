@@ -156,7 +156,7 @@ def build_report(dataset_paths: Sequence[str | Path], out_dir: str | Path = "ins
 def _hold_user_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """``frame`` without the rows whose model is user code, and {factory: rows left out}; a
     :class:`~traincost.sweeps.fit.UserCodeError` when that leaves no row."""
-    from traincost.sweeps.fit import UserCodeError, user_code_message, user_code_name
+    from traincost.sweeps.fit import all_user_code_error, user_code_name
 
     names = frame["spec"].map(user_code_name)
     mask = names.notna().to_numpy()
@@ -164,9 +164,7 @@ def _hold_user_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         return frame, {}
     held = {str(k): int(v) for k, v in names[mask].value_counts().sort_index().items()}
     if mask.all():
-        raise UserCodeError(f"every measured row was skipped: {user_code_message(held)}, which would import and "
-                            "run Python files or modules the dataset names; pass --trust-code to run "
-                            "them, or --fast to use the stored predictions")
+        raise all_user_code_error(held, ", or --fast to use the stored predictions")
     return frame[~mask].reset_index(drop=True), held
 
 

@@ -162,6 +162,12 @@ def user_code_message(held: dict[str, int]) -> str:
     return f"{n} row{'s' if n != 1 else ''} whose model is user code ({shown})"
 
 
+def all_user_code_error(held: dict[str, int], other_way: str = "") -> UserCodeError:
+    """The failure when every row was held back as user code (``other_way``: another option that avoids it)."""
+    return UserCodeError(f"every measured row was skipped: {user_code_message(held)}, which would import and run "
+                         f"Python files or modules the dataset names; pass --trust-code to run them{other_way}")
+
+
 def _features_chunk(task: tuple[Any, ...]) -> list[tuple[int, Any, str]]:
     """Worker: (profile dict, [(index, row)], trust_code) -> [(index, (features, analytic_ms) or None, error)].
     A row naming user code fails here, before anything is imported, unless ``trust_code``."""
@@ -278,9 +284,7 @@ def build_frame(paths: Sequence[str | Path], *, processes: int = 2, profiles: Se
     rows, held = hold_user_code(rows, trust_code)
     if held:
         if not rows:
-            raise UserCodeError(f"every measured row was skipped: {user_code_message(held)}, which would import "
-                                "and run Python files or modules the dataset names; pass --trust-code "
-                                "to run them")
+            raise all_user_code_error(held)
         used: dict[str, int] = {}
         for r in rows:
             used[r["_dataset"]] = used.get(r["_dataset"], 0) + 1
