@@ -3,7 +3,9 @@
 An :class:`ArchSpec` is one of
 
 - a generated family (``fc``, ``vgg``, ``resnet``, ``inception``) with its parameters,
-- a torchvision model name (``resnet50``, ``vit_b_16``, ...), when torchvision is installed,
+- a torchvision model name (``resnet50``, ``vit_b_16``, ``fasterrcnn_resnet50_fpn``, ``r3d_18``, ...), when
+  torchvision is installed (:mod:`traincost.flopmodel.vision`),
+- a timm model name with its prefix (``timm:convnext_tiny``), when timm is installed,
 - a user factory: ``path/to/file.py:factory`` or ``package.module:factory`` (+ an input shape),
 
 and can be read from a JSON or YAML spec file holding one description::
@@ -22,7 +24,6 @@ import importlib
 import importlib.util
 import json
 import re
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,10 +32,10 @@ import torch
 from torch import nn
 
 from traincost.errors import ModelBuildError, SpecError
-from traincost.flopmodel import families
+from traincost.flopmodel import families, inputs, timm_models, vision
 
 SPEC_SCHEMA_VERSION = 1
-KINDS = ("family", "torchvision", "factory")
+KINDS = ("family", "torchvision", "timm", "factory")
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 _FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -43,9 +44,9 @@ _FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$"
 class ArchSpec:
     """A validated architecture description.
 
-    ``kind`` is ``family``, ``torchvision`` or ``factory``; ``name`` the family, torchvision model or
-    ``target:factory``; ``params`` the family's parameter dataclass (as a dict) or the factory's
-    keyword arguments; ``input_shape`` the per-sample input shape (``None``: the model's default).
+    ``kind`` is ``family``, ``torchvision``, ``timm`` or ``factory``; ``name`` the family, torchvision
+    model, ``timm:<model>`` or ``target:factory``; ``params`` the family's parameter dataclass (as a dict) or
+    the builder's keyword arguments; ``input_shape`` the per-sample input shape (``None``: the model's default).
     """
 
     kind: str
@@ -66,7 +67,11 @@ class ArchSpec:
             parsed = families.parse_params(self.name, raw)
             object.__setattr__(self, "params", _asdict(parsed))
         elif self.kind == "torchvision":
-            _check_torchvision_name(self.name)
+            vision.check_name(self.name)
+        elif self.kind == "timm":
+            if not self.name.startswith(timm_models.PREFIX):
+                object.__setattr__(self, "name", timm_models.PREFIX + self.name)
+            timm_models.check_name(self.name.removeprefix(timm_models.PREFIX))
         elif not _FACTORY_RE.match(self.name):
             raise SpecError(f"factory must look like 'file.py:function' or 'package.module:function', "
                             f"got {self.name!r}")
@@ -84,13 +89,25 @@ class ArchSpec:
     def family_params(self) -> families.Params:
         return families.parse_params(self.name, self.params)
 
-    def sample_shape(self) -> tuple[int, ...]:
-        """Per-sample input shape, e.g. ``(3, 224, 224)``."""
+    def sample_shape(self, model: nn.Module | None = None) -> tuple[int, ...]:
+        """Per-sample input shape, e.g. ``(3, 224, 224)``; ``model``, when built, settles what its
+        builder chose (a ViT built without weights is 224 px whatever its default weights say)."""
         if self.input_shape is not None:
             return self.input_shape
         if self.kind == "family":
             return families.input_shape(self.family_params())
-        return _torchvision_input_shape(self.name)
+        if self.kind == "timm":
+            size = self.params.get("img_size")
+            if isinstance(size, int) and not isinstance(size, bool):
+                return (int(self.params.get("in_chans", 3)), size, size)
+            return timm_models.input_shape(self.name.removeprefix(timm_models.PREFIX), model)
+        return vision.input_shape(self.name, model)
+
+    def training_inputs(self) -> inputs.TrainingInputs:
+        """What the training step feeds the model and its loss (images and targets for a detector)."""
+        if self.kind == "torchvision":
+            return vision.training_inputs(self.name)
+        return inputs.TENSOR
 
     def build(self) -> nn.Module:
         """The model, on the meta device where its constructor allows (no memory), else on CPU."""
@@ -98,10 +115,10 @@ class ArchSpec:
             with torch.device("meta"):
                 return families.build(self.family_params())
         if self.kind == "torchvision":
-            with warnings.catch_warnings():  # inception_v3/googlenet warn about weight init: moot on meta
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\.")
-                return _build_on_meta_or_cpu(
-                    lambda: _torchvision().models.get_model(self.name, **self.params), self.name)
+            return _build_on_meta_or_cpu(lambda: vision.build(self.name, dict(self.params)), self.name)
+        if self.kind == "timm":
+            name = self.name.removeprefix(timm_models.PREFIX)
+            return _build_on_meta_or_cpu(lambda: timm_models.build(name, dict(self.params)), self.name)
         factory = _load_factory(self.name)
         return _build_on_meta_or_cpu(lambda: factory(**self.params), self.name)
 
@@ -183,6 +200,8 @@ def resolve(model: str, params: Mapping[str, Any] | None = None,
     params = dict(params or {})
     if model in families.FAMILIES:
         return ArchSpec("family", model, params, input_shape, dtype)
+    if model.startswith(timm_models.PREFIX):
+        return ArchSpec("timm", model, params, input_shape, dtype)
     if _FACTORY_RE.match(model) and (model.split(":")[0].endswith(".py") or "." in model.split(":")[0]):
         return ArchSpec("factory", model, params, input_shape, dtype)
     if Path(model).suffix.lower() in (".json", ".yaml", ".yml"):
@@ -230,38 +249,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
-
-
-def _torchvision() -> Any:
-    try:
-        import torchvision
-    except ImportError as exc:
-        raise SpecError("torchvision model names need torchvision: pip install 'traincost[vision]' "
-                        f"(or use a family: {', '.join(families.FAMILIES)})") from exc
-    return torchvision
-
-
-def _check_torchvision_name(name: str) -> None:
-    tv = _torchvision()
-    names = tv.models.list_models()
-    if name not in names:
-        known = sorted(set(names) | set(families.FAMILIES))
-        close = difflib.get_close_matches(name.lower(), known, n=5, cutoff=0.5)
-        hint = f"; did you mean: {', '.join(close)}" if close else \
-            f"; families: {', '.join(families.FAMILIES)}; torchvision: resnet50, vgg16, vit_b_16, ..."
-        raise SpecError(f"unknown model {name!r}{hint}")
-
-
-def _torchvision_input_shape(name: str) -> tuple[int, ...]:
-    """The crop size of the model's default weights (e.g. 299 for inception_v3), else 224."""
-    tv = _torchvision()
-    try:
-        transforms = tv.models.get_model_weights(name).DEFAULT.transforms
-        size = transforms.keywords.get("crop_size", 224)
-    except (ValueError, AttributeError, KeyError):
-        size = 224
-    size = size[0] if isinstance(size, (list, tuple)) else int(size)
-    return (3, size, size)
 
 
 def _build_on_meta_or_cpu(make: Any, label: str) -> nn.Module:

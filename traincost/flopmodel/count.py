@@ -13,6 +13,7 @@ from torch import nn
 
 from traincost.errors import ModelBuildError, SpecError
 from traincost.flopmodel.arch import ArchSpec, resolve
+from traincost.flopmodel.inputs import TENSOR, TrainingInputs
 from traincost.flopmodel.records import PHASES, OpRecord
 from traincost.flopmodel.walker import StepConfig, Walk, walk
 
@@ -29,6 +30,7 @@ class LoadedModel:
     input_dtype: torch.dtype
     label: str
     spec: ArchSpec | None
+    inputs: TrainingInputs = TENSOR
 
 
 def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = None,
@@ -52,7 +54,9 @@ def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = Non
         spec = ArchSpec(spec.kind, spec.name, spec.params,
                         input_shape if input_shape is not None else spec.input_shape,
                         input_dtype or spec.input_dtype)
-    return LoadedModel(spec.build(), spec.sample_shape(), getattr(torch, spec.input_dtype), spec.label, spec)
+    module = spec.build()
+    return LoadedModel(module, spec.sample_shape(module), getattr(torch, spec.input_dtype), spec.label, spec,
+                       spec.training_inputs())
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def count(model: ModelLike, *, batch_size: int, input_shape: tuple[int, ...] | s
                         optimizer=optimizer)
     loaded = load_model(model, input_shape, input_dtype)
     return CountResult(label=loaded.label,
-                       walk=walk(loaded.module, loaded.sample_shape, config, loaded.input_dtype))
+                       walk=walk(loaded.module, loaded.sample_shape, config, loaded.input_dtype, loaded.inputs))
 
 
 #: The largest batch :func:`max_batch_size` walks: beyond it tensor sizes overflow (a batch of 2**45 images
@@ -199,7 +203,7 @@ MAX_SEARCH_BATCH = 2**31 - 1
 
 def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[int, ...] | str | None = None,
                    precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd",
-                   start: int = 32, max_walks: int = 8) -> int:
+                   start: int = 32, max_walks: int = 8, input_dtype: str | None = None) -> int:
     """Largest batch whose predicted peak fits in ``memory_bytes`` (0 if not even batch 1 fits).
 
     Peak memory is affine in the batch (fixed parameters + optimizer state, per-sample
@@ -209,12 +213,12 @@ def max_batch_size(model: ModelLike, *, memory_bytes: int, input_shape: tuple[in
     """
     if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
         raise SpecError(f"memory_bytes must be a positive integer, got {memory_bytes!r}")
-    loaded = load_model(model, input_shape)
+    loaded = load_model(model, input_shape, input_dtype)
     floor = 1  # the smallest batch the model trains on
 
     def peak(batch: int) -> int:
         cfg = StepConfig(batch, precision, channels_last, optimizer)
-        return walk(loaded.module, loaded.sample_shape, cfg, loaded.input_dtype).memory.peak_bytes
+        return walk(loaded.module, loaded.sample_shape, cfg, loaded.input_dtype, loaded.inputs).memory.peak_bytes
 
     lo, hi = 0, None  # lo fits (0 = nothing known), hi does not fit
     peaks: dict[int, int] = {}

@@ -22,8 +22,9 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.module_tracker import ModuleTracker
 
 from traincost.errors import ModelBuildError, TraincostError, TraincostUsageError
-from traincost.flopmodel import formulas
+from traincost.flopmodel import datadep, formulas
 from traincost.flopmodel.autocast import CudaOpMode
+from traincost.flopmodel.inputs import TENSOR, TrainingInputs
 from traincost.flopmodel.memory import MemoryLedger, MemoryReport
 from traincost.flopmodel.records import OpRecord, TensorInfo
 
@@ -71,6 +72,7 @@ class Walk:
     params: int
     param_bytes: int
     memory: MemoryReport
+    assumptions: tuple[str, ...] = ()   # what the walk assumed: synthetic targets, data-dependent shapes
 
     @property
     def unpriced_ops(self) -> dict[str, int]:
@@ -138,6 +140,7 @@ class _Recorder(TorchDispatchMode):
         self.ledger = ledger
         self.phase = "forward"
         self.records: list[OpRecord] = []
+        self.assumed: Counter = Counter()  # data-dependent op -> times answered by assumption
 
     def _module(self) -> str:
         if self.phase == "optimizer":
@@ -149,10 +152,16 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
-        out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
-        index = len(self.records)
         name = str(func.overloadpacket)
+        assumed, out = datadep.answer(func, args, kwargs)
+        if assumed:
+            self.assumed[name] += 1
+            if name == "aten._local_scalar_dense":  # a value read on the host: no kernel to record
+                return out
+        else:
+            fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
+            out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+        index = len(self.records)
         if name == "aten.convolution":
             out = _cuda_conv_layout(args, out)
         info_args = tree_map(_info, args)
@@ -291,36 +300,15 @@ def _fake_like(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return torch.empty(t.shape, dtype=t.dtype, device="meta", memory_format=fmt)
 
 
-def _loss(output: Any, batch_size: int, tokens: bool = False) -> torch.Tensor:
-    """Cross-entropy summed over every (batch, classes, ...) tensor the model returns.
-
-    For a token model (integer input), a (batch, sequence, vocabulary) output is a language model's:
-    the loss is over the last dimension, as ``cross_entropy(logits.view(-1, V), targets.view(-1))``.
-    """
-    leaves = [t for t in tree_flatten(output)[0]
-              if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[0] == batch_size
-              and t.is_floating_point()]
-    if not leaves:
-        raise ModelBuildError(
-            "the model returned no floating-point tensor of shape (batch, classes, ...) to train on")
-    total = None
-    for logits in leaves:
-        if tokens and logits.dim() == 3:
-            logits = logits.reshape(-1, logits.shape[-1])
-        target = torch.zeros((logits.shape[0], *logits.shape[2:]), dtype=torch.long, device="meta")
-        term = nn.functional.cross_entropy(logits, target)
-        total = term if total is None else total + term
-    return total
-
-
 def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
-         input_dtype: torch.dtype = torch.float32) -> Walk:
+         input_dtype: torch.dtype = torch.float32, inputs: TrainingInputs = TENSOR) -> Walk:
     """Walk one steady-state training step of ``model`` on inputs of shape ``(batch, *sample_shape)``.
 
     ``model`` may live on any device (meta included); it is not modified: its parameters and buffers
     are replaced by meta tensors of the same shapes through ``torch.func.functional_call``, and it
     runs in training mode for the walk (each module's ``training`` flag is restored afterwards).
     The optimizer state is created before recording, so the recorded step is a steady-state one.
+    ``inputs`` builds the forward call's arguments and the loss (:mod:`traincost.flopmodel.inputs`).
     """
     ledger = MemoryLedger()
     root_name = type(model).__name__
@@ -336,14 +324,11 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     optimizer.step()
     for p in trainable:
         p.grad = None
-    fmt = torch.channels_last if config.channels_last and len(sample_shape) == 3 else torch.contiguous_format
-    if not input_dtype.is_floating_point:
-        fmt = torch.contiguous_format
-    x = torch.empty((config.batch_size, *sample_shape), dtype=input_dtype, device="meta", memory_format=fmt)
+    args, kwargs = inputs.make(config.batch_size, tuple(sample_shape), input_dtype, config.channels_last)
     ledger.register(params.values(), "parameters")
     ledger.register(buffers.values(), "parameters")
     ledger.register(_optimizer_state(optimizer), "optimizer_state")
-    ledger.register([x], "inputs")
+    ledger.register([t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)], "inputs")
 
     tracker = ModuleTracker()
     module_path = _ModulePath(tracker, root_name)
@@ -354,8 +339,8 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     try:
         with tracker, recorder:
             with owners, CudaOpMode(config.autocast_dtype):
-                output = torch.func.functional_call(model, {**params, **buffers}, (x,))
-                loss = _loss(output, config.batch_size, tokens=not input_dtype.is_floating_point)
+                output = torch.func.functional_call(model, {**params, **buffers}, args, kwargs)
+                loss = inputs.loss(output, config.batch_size, input_dtype)
             del output
             ledger.mark_end_of_forward(len(recorder.records))
             recorder.phase = "backward"
@@ -382,7 +367,8 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     n_params = sum(p.numel() for p in model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return Walk(records=tuple(recorder.records), config=config, sample_shape=tuple(sample_shape),
-                params=n_params, param_bytes=param_bytes, memory=memory)
+                params=n_params, param_bytes=param_bytes, memory=memory,
+                assumptions=inputs.assumes + datadep.describe(recorder.assumed))
 
 
 def _grad_scaler_ops(grads: list[torch.Tensor]) -> None:
