@@ -63,7 +63,37 @@ def test_registered_and_free_are_disjoint():
 def test_unknown_op_returns_none():
     assert price("aten.definitely_not_an_op", (T(3),), {}, T(3)) is None
     # a real op without a formula is unpriced too, not zero
-    assert price("aten.sort", (T(10),), {}, (T(10), T(10, dtype=i64))) is None
+    assert price("aten.histc", (T(10),), {}, T(100)) is None
+
+
+def test_sort_and_topk_cost_log2_n_compare_exchanges_per_element():
+    # 4 rows of 1000: ceil(log2 1000) = 10 passes over 4000 elements; reads 16 kB, writes values + int64 indices
+    got = price("aten.sort", (T(4, 1000), -1), {}, (T(4, 1000), T(4, 1000, dtype=i64)))
+    assert got == OpCost(4000 * 10, 16000, 16000 + 32000, "reduction")
+    # topk(x, k=5, dim=0) sorts along dim 0 (length 4: 2 passes)
+    got = price("aten.topk", (T(4, 1000), 5, 0), {}, (T(5, 1000), T(5, 1000, dtype=i64)))
+    assert got.flops == 4000 * 2 and got.bytes_written == 5000 * 4 + 5000 * 8
+
+
+def test_nms_prices_every_pair_of_boxes():
+    # 100 boxes: 4950 pairs x 12 FLOPs; the 100 x ceil(100/64)=2 words of the suppression mask written
+    got = price("torchvision.nms", (T(100, 4), T(100), 0.7), {}, T(100, dtype=i64))
+    assert got == OpCost(12 * 100 * 100 // 2, 1600 + 400, 100 * 2 * 8 + 800, "reduction")
+
+
+def test_roi_align_reads_one_value_per_bilinear_sample():
+    # 10 boxes x 256 channels x 7 x 7 bins, sampling_ratio 2: 4 samples per bin, 8 FLOPs each
+    out = T(10, 256, 7, 7)
+    got = price("torchvision.roi_align", (T(2, 256, 50, 50), T(10, 5), 0.25, 7, 7, 2, False), {}, out)
+    samples = 4 * 10 * 256 * 49
+    assert got == OpCost(8 * samples, samples * 4 + 200, out.nbytes, "pool")
+
+
+def test_grid_sampler_gathers_four_neighbours():
+    out = T(2, 3, 8, 8)
+    got = price("aten.grid_sampler_2d", (T(2, 3, 16, 16), T(2, 8, 8, 2), 0, 0, False), {}, out)
+    n = 2 * 3 * 8 * 8
+    assert got == OpCost(2 * 4 * n, 4 * n * 4 + 2 * 8 * 8 * 2 * 4, out.nbytes, "pool")
 
 
 @pytest.mark.parametrize("op", sorted(FREE_OPS))

@@ -32,6 +32,8 @@ LOWER_PRECISION_OPS = frozenset({
     "chain_matmul", "linalg_multi_dot", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
     "scaled_dot_product_attention",
 })
+#: torchvision ops whose autocast kernel runs in fp32 and returns the input's dtype (``torchvision/csrc/ops/autocast``).
+TORCHVISION_FP32_OPS = frozenset({"roi_align", "ps_roi_align", "roi_pool", "ps_roi_pool", "deform_conv2d"})
 FP32_OPS = frozenset({
     "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal",
     "rsqrt", "sinh", "tan", "pow", "__pow__", "softplus", "layer_norm", "native_layer_norm", "rms_norm",
@@ -107,9 +109,20 @@ class CudaOpMode(TorchFunctionMode):
         if name == "multi_head_attention_forward":
             with self:
                 return _MHA_BODY(*args, **kwargs)
+        if self.dtype is not None and name in TORCHVISION_FP32_OPS and str(func).startswith("torchvision."):
+            return self._in_fp32(func, args, kwargs)
         if self.dtype is not None:
             args, kwargs = self._apply_policy(name, args, kwargs)
         return func(*args, **kwargs)
+
+    def _in_fp32(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """torchvision's autocast kernels: inputs cast to fp32, the result cast back to the input's dtype."""
+        first = args[0]
+        args, kwargs = tree_map(lambda x: self._cast(x, torch.float32, _LOWER), (args, kwargs))
+        out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and first.dtype in _LOWER and out.is_floating_point():
+            return out.to(first.dtype)
+        return out
 
     def _apply_policy(self, name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         dtype = self.dtype

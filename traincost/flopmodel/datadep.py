@@ -6,9 +6,10 @@ mask.any():``) has no meta kernel, and detection heads or mixture-of-experts rou
 The walk answers each such op with the value a training step most plausibly sees and records the
 assumption so the estimate can say what it assumed:
 
-- ``nonzero`` / ``masked_select``: every element is selected, the largest shape the values allow; a
-  selection that is capped downstream (a sampler's 512 boxes, an expert's capacity) costs what the cap
-  lets through, not more;
+- ``nonzero`` / ``masked_select`` / a boolean-mask index: every element is selected, the largest
+  shape the values allow, unless the mask's count is known: a mask built by writing ``k`` indices into
+  zeros (a sampler's ``mask[chosen] = 1``) selects ``k``; ``|``, ``&``, ``cat`` and casts carry the
+  count, so a detector's sampled 512 boxes stay 512, not the 2,000 proposals they were drawn from;
 - NMS keeps every box (detectors cap the survivors with ``[:post_nms_top_n]``);
 - a boolean read (``.any()``, ``.all()``, a comparison) is ``False``: "no degenerate box", "no inf";
   an integer or float read is 1, the smallest size that keeps the following shapes non-empty.
@@ -16,6 +17,7 @@ assumption so the estimate can say what it assumed:
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any, Callable
 
@@ -24,9 +26,27 @@ import torch
 _aten = torch.ops.aten
 
 
+_COUNT = "_traincost_selected"  # attribute of a meta mask: how many of its elements are known to be set
+
+
+def selected(mask: torch.Tensor) -> int:
+    """Elements of ``mask`` taken as set: its known count, else all of them."""
+    known = getattr(mask, _COUNT, None)
+    return min(known, mask.numel()) if known is not None else mask.numel()
+
+
+def set_selected(t: Any, n: int) -> None:
+    """Say that ``n`` elements of the meta tensor ``t`` are non-zero (a no-op on real tensors)."""
+    if isinstance(t, torch.Tensor) and t.is_meta:
+        setattr(t, _COUNT, int(n))
+
+
+_set_count = set_selected
+
+
 def _nonzero(args: tuple, kwargs: dict) -> torch.Tensor:
     x = args[0]
-    return torch.empty((x.numel(), x.dim()), dtype=torch.long, device="meta")
+    return torch.empty((selected(x), x.dim()), dtype=torch.long, device="meta")
 
 
 def _argwhere(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -36,7 +56,26 @@ def _argwhere(args: tuple, kwargs: dict) -> torch.Tensor:
 def _masked_select(args: tuple, kwargs: dict) -> torch.Tensor:
     x, mask = args[0], args[1]
     n = torch.broadcast_shapes(x.shape, mask.shape).numel()
+    n = n * selected(mask) // max(mask.numel(), 1)
     return torch.empty((n,), dtype=x.dtype, device="meta")
+
+
+def _is_mask(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8)
+
+
+def _index(args: tuple, kwargs: dict) -> Any:
+    """``x[mask]`` (and ``x[mask, :]``): the mask's selected rows, then the dimensions it does not index."""
+    x, indices = args[0], args[1]
+    masks = [i for i in indices if _is_mask(i)]
+    if len(masks) != 1 or any(isinstance(i, torch.Tensor) and not _is_mask(i) for i in indices):
+        return NotImplemented
+    pos = next(k for k, i in enumerate(indices) if _is_mask(i))
+    if any(i is not None for i in indices[:pos]):
+        return NotImplemented
+    mask = masks[0]
+    shape = (*x.shape[:pos], selected(mask), *x.shape[pos + mask.dim():])
+    return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
 def _nms(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -51,9 +90,10 @@ def _scalar(args: tuple, kwargs: dict) -> Any:
 
 
 _WHAT: dict[str, str] = {
-    "aten.nonzero": "nonzero: every element selected",
-    "aten.argwhere": "argwhere: every element selected",
-    "aten.masked_select": "masked_select: every element selected",
+    "aten.nonzero": "nonzero: every element selected unless the mask's count is known",
+    "aten.argwhere": "argwhere: every element selected unless the mask's count is known",
+    "aten.masked_select": "masked_select: every element selected unless the mask's count is known",
+    "aten.index": "a boolean-mask index: every element selected unless the mask's count is known",
     "torchvision.nms": "NMS: every box kept",
     "aten._local_scalar_dense": "a value read on the host (.item(), if tensor:): False for a boolean, 1 otherwise",
 }
@@ -65,33 +105,81 @@ def _answers() -> dict[Any, Callable[[tuple, dict], Any]]:
         _aten.argwhere.default: _argwhere,
         _aten.masked_select.default: _masked_select,
         _aten._local_scalar_dense.default: _scalar,
+        _aten.index.Tensor: _index,
     }
-    nms = getattr(getattr(torch.ops, "torchvision", None), "nms", None)
-    if nms is not None:
-        try:
-            out[nms.default] = _nms
-        except (AttributeError, RuntimeError):  # torchvision's C++ ops not loaded
-            pass
+    global _NMS_MISSING
+    try:
+        out[torch.ops.torchvision.nms.default] = _nms
+        _NMS_MISSING = False
+    except (AttributeError, RuntimeError):  # torchvision (its C++ ops) not loaded yet
+        pass
     return out
 
 
 _ANSWERS: dict[Any, Callable[[tuple, dict], Any]] | None = None
+_NMS_MISSING = True
 
 
 def answer(func: Any, args: tuple, kwargs: dict) -> tuple[bool, Any]:
     """``(True, output)`` when ``func`` is a data-dependent op on meta tensors, else ``(False, None)``."""
     global _ANSWERS
-    if _ANSWERS is None or (len(_ANSWERS) == 4 and "torchvision" in _loaded_namespaces()):
+    if _ANSWERS is None or (_NMS_MISSING and "torchvision" in _loaded_namespaces()):
         _ANSWERS = _answers()
     f = _ANSWERS.get(func)
     if f is None or not args or not isinstance(args[0], torch.Tensor) or not args[0].is_meta:
         return False, None
-    return True, f(args, kwargs)
+    out = f(args, kwargs)
+    return (False, None) if out is NotImplemented else (True, out)
+
+
+_ZEROS = frozenset({"aten.zeros", "aten.zeros_like", "aten.new_zeros", "aten.zero_"})
+_KEEP = frozenset({"aten._to_copy", "aten.clone", "aten.view", "aten._unsafe_view", "aten.reshape",
+                   "aten.squeeze", "aten.unsqueeze", "aten.flatten", "aten.alias", "aten.detach",
+                   "aten.contiguous", "aten.to", "aten.lift_fresh"})
+
+
+def carry(name: str, args: tuple, out: Any) -> None:
+    """Keep a mask's known count through the ops a sampler builds it with (see the module docstring)."""
+    if name in _ZEROS:
+        _set_count(out, 0)
+    elif name == "aten.index_put_" or name == "aten.index_put":
+        base, indices = args[0], args[1]
+        if len(indices) == 1 and isinstance(indices[0], torch.Tensor) and not _is_mask(indices[0]) \
+                and getattr(base, _COUNT, None) is not None:
+            _set_count(out, min(getattr(base, _COUNT) + indices[0].numel(), base.numel()))
+    elif name in ("aten.bitwise_or", "aten.logical_or", "aten.__or__"):
+        if all(isinstance(a, torch.Tensor) and getattr(a, _COUNT, None) is not None for a in args[:2]):
+            _set_count(out, sum(getattr(a, _COUNT) for a in args[:2]))
+    elif name in ("aten.bitwise_and", "aten.logical_and", "aten.__and__"):
+        known = [getattr(a, _COUNT) for a in args[:2] if isinstance(a, torch.Tensor)
+                 and getattr(a, _COUNT, None) is not None]
+        if known:
+            _set_count(out, min(known))
+    elif name in ("aten.gt", "aten.ne") and len(args) > 1 and isinstance(args[1], (int, float)) \
+            and args[1] == 0 and getattr(args[0], _COUNT, None) is not None:
+        _set_count(out, getattr(args[0], _COUNT))    # labels > 0: the positives of a labelled sample
+    elif name == "aten.cat":
+        parts = args[0]
+        if parts and all(getattr(t, _COUNT, None) is not None for t in parts):
+            _set_count(out, sum(getattr(t, _COUNT) for t in parts))
+    elif name in _KEEP and args and isinstance(args[0], torch.Tensor) \
+            and getattr(args[0], _COUNT, None) is not None and isinstance(out, torch.Tensor) \
+            and out.numel() == args[0].numel():
+        _set_count(out, getattr(args[0], _COUNT))
 
 
 def _loaded_namespaces() -> set[str]:
     import sys
     return {"torchvision"} if "torchvision" in sys.modules else set()
+
+
+def meta_kernels_assume_all() -> Any:
+    """torch's own meta kernels that select by a mask internally (``x[mask] = v``) take every element too."""
+    try:
+        from torch.fx.experimental import _config
+        return _config.patch(meta_nonzero_assume_all_nonzero=True)
+    except (ImportError, AttributeError):  # an older torch without the switch: such ops stay unwalkable
+        return contextlib.nullcontext()
 
 
 def describe(counts: Counter) -> tuple[str, ...]:

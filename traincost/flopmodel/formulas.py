@@ -37,7 +37,7 @@ Where this deliberately differs from ``torch.utils.flop_counter``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from math import ceil, floor, prod
+from math import ceil, floor, log2, prod
 
 from traincost.errors import TraincostError
 from traincost.flopmodel.records import OP_CLASSES, OpCost, TensorInfo
@@ -599,7 +599,6 @@ def _reduction(per_input: int, per_output: int = 0) -> Formula:
     return formula
 
 
-# (sort/topk/median are not reductions in cost and stay unpriced)
 for _n in ("sum", "nansum", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any",
            "all", "aminmax", "count_nonzero", "cumsum", "cumprod", "cummax", "cummin",
            "logcumsumexp"):
@@ -1002,6 +1001,84 @@ for _n, _c in LOSS_FLOPS.items():
             c * _tensor(args[0], "loss input").numel, _read(args, kwargs), _nbytes(out), "loss"
         ))(_c)
     )
+
+
+def _sort(dim_at: int) -> Formula:
+    """A sort along one dimension: ``ceil(log2 n)`` compare-exchanges per element.
+
+    GPUs sort rows with a bitonic or radix sort whose passes stay on chip for the row lengths a model
+    sorts (detector scores, top-k of logits), so bytes are the input once and the outputs once.
+    """
+    def formula(args, kwargs, out):
+        x = _tensor(args[0], "sort input")
+        dim = _get(args, kwargs, dim_at, "dim", -1)
+        n = x.shape[dim] if x.shape and isinstance(dim, int) else max(x.numel, 1)
+        return _cost(x.numel * max(1, ceil(log2(max(n, 2)))), _read(args, kwargs), _nbytes(out), "reduction")
+
+    return formula
+
+
+_register("sort", "argsort", "median", "nanmedian")(_sort(1))
+_register("topk", "kthvalue")(_sort(2))
+_register("msort")(_sort(0))
+
+
+@_register("randperm")
+def _randperm(args, kwargs, out):
+    """A random permutation: one random key and a sort of the keys per element (written once)."""
+    n = _out_numel(args, out)
+    return _cost(n * (1 + max(1, ceil(log2(max(n, 2))))), 0, _nbytes(out), "elementwise")
+
+
+@_register("torchvision.nms")
+def _nms(args, kwargs, out):
+    """Non-maximum suppression over n boxes: an IoU (about 12 FLOPs) per pair, a bit mask of n x n written."""
+    boxes = _tensor(args[0], "nms boxes")
+    n = boxes.shape[0]
+    return _cost(12 * n * n // 2, _read(args, kwargs), n * ceil(n / 64) * 8 + _nbytes(out), "reduction")
+
+
+def _roi_samples(args: tuple, kwargs: dict, ratio_at: int) -> int:
+    ratio = _get(args, kwargs, ratio_at, "sampling_ratio", 2)
+    return max(int(ratio), 1) ** 2 if isinstance(ratio, int) and ratio > 0 else 4
+
+
+@_register("torchvision.roi_align")
+def _roi_align(args, kwargs, out):
+    """Average of ``sampling_ratio**2`` bilinear samples per output bin: 4 gathers and 7 FLOPs a sample.
+
+    bytes: one feature value per sample from memory (a sample's 4 neighbours are its neighbours' too:
+    they come from cache) and the boxes read; the pooled output written.
+    """
+    x = _tensor(args[0], "roi_align input")
+    samples = _roi_samples(args, kwargs, 5) * _out_numel(args, out)
+    return _cost(8 * samples, samples * x.itemsize + _nbytes(args[1]), _nbytes(out), "pool")
+
+
+@_register("torchvision._roi_align_backward")
+def _roi_align_backward(args, kwargs, out):
+    """Each output-bin gradient scattered to the 4 neighbours of each sample (atomic adds into a zeroed map)."""
+    grad = _tensor(args[0], "roi_align grad")
+    samples = _roi_samples(args, kwargs, 10) * grad.numel
+    return _cost(8 * samples, grad.nbytes + _nbytes(args[1]), _nbytes(out) + samples * grad.itemsize, "pool")
+
+
+@_register("grid_sampler_2d", "grid_sampler_3d", "_grid_sampler_2d_cpu_fallback")
+def _grid_sampler(args, kwargs, out):
+    """Bilinear sampling: 4 (2d) or 8 (3d) gathered neighbours and about 2 FLOPs each per output element."""
+    corners = 8 if _tensor(args[1], "grid").shape[-1] == 3 else 4
+    n = _out_numel(args, out)
+    x = _tensor(args[0], "grid_sampler input")
+    return _cost(2 * corners * n, corners * n * x.itemsize + _nbytes(args[1]), _nbytes(out), "pool")
+
+
+@_register("grid_sampler_2d_backward", "grid_sampler_3d_backward")
+def _grid_sampler_backward(args, kwargs, out):
+    """Gradients scattered to the neighbours (input) and gathered from them (grid): twice the forward."""
+    corners = 8 if _tensor(args[2], "grid").shape[-1] == 3 else 4
+    go = _tensor(args[0], "grad_output")
+    return _cost(4 * corners * go.numel, go.nbytes + _nbytes(args[2]) + corners * go.numel * go.itemsize,
+                 _nbytes(out), "pool")
 
 
 # --------------------------------------------------------------------------------------

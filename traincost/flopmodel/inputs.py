@@ -108,7 +108,8 @@ def detection(masks: bool = False, keypoints: int = 0, objects: int = OBJECTS_PE
 
     extra = " with instance masks" if masks else f" with {keypoints} keypoints each" if keypoints else ""
     return TrainingInputs("detection", make, sum_of_losses,
-                          (f"{objects} objects per image{extra} (COCO's mean)",))
+                          (f"{objects} objects per image{extra} (COCO's mean)",
+                           "R-CNN heads: foreground boxes at the RoI sampler's cap (128 of 512 per image)"))
 
 
 def _flow_make(batch: int, sample_shape: tuple[int, ...], dtype: torch.dtype, channels_last: bool):

@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from traincost.errors import SpecError
-from traincost.flopmodel import families, inputs
+from traincost.flopmodel import datadep, families, inputs
 from traincost.flopmodel.inputs import TrainingInputs
 
 #: A detector's raw input: COCO's typical 640 x 480 image (the model's transform resizes it, as in training).
@@ -129,4 +129,26 @@ def build(name: str, params: dict[str, Any]) -> Any:
     with warnings.catch_warnings():  # inception_v3/googlenet warn about weight init: moot on meta
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\.")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torchvision\.")
-        return tv.models.get_model(name, **build_kwargs(name, params))
+        model = tv.models.get_model(name, **build_kwargs(name, params))
+    _positives_at_the_sampler_cap(model)
+    return model
+
+
+def _positives_at_the_sampler_cap(model: Any) -> None:
+    """An R-CNN's RoI sampler keeps at most ``positive_fraction x batch_size_per_image`` foreground boxes
+    (128 of 512); on meta the sampled labels have no values, so they are marked as holding that many
+    positives, and the box, mask and keypoint heads see the sampler's cap rather than all 512 boxes."""
+    heads = getattr(model, "roi_heads", None)
+    sampler = getattr(heads, "fg_bg_sampler", None)
+    select = getattr(heads, "select_training_samples", None)
+    if sampler is None or select is None:
+        return
+    cap = int(sampler.batch_size_per_image * sampler.positive_fraction)
+
+    def select_training_samples(proposals: Any, targets: Any) -> Any:
+        proposals, matched_idxs, labels, regression_targets = select(proposals, targets)
+        for image_labels in labels:
+            datadep.set_selected(image_labels, min(cap, image_labels.numel()))
+        return proposals, matched_idxs, labels, regression_targets
+
+    heads.select_training_samples = select_training_samples

@@ -161,6 +161,7 @@ class _Recorder(TorchDispatchMode):
         else:
             fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
             out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+        datadep.carry(name, args, out)
         index = len(self.records)
         if name == "aten.convolution":
             out = _cuda_conv_layout(args, out)
@@ -337,7 +338,7 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     modes = [(m, m.training) for m in model.modules()]
     model.train()  # a training step: dropout on, batch norm on batch statistics, whatever the caller set
     try:
-        with tracker, recorder:
+        with tracker, recorder, datadep.meta_kernels_assume_all():
             with owners, CudaOpMode(config.autocast_dtype):
                 output = torch.func.functional_call(model, {**params, **buffers}, args, kwargs)
                 loss = inputs.loss(output, config.batch_size, input_dtype)
