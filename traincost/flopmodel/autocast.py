@@ -160,10 +160,10 @@ class CudaOpMode(TorchFunctionMode):
         if self.dtype is not None:
             query, key, value = (self._cast(t, self.dtype, (torch.float32, torch.float64))
                                  for t in (query, key, value))
+        if query.dim() != 4 or enable_gqa:  # no fused kernel takes these: CUDA runs the math path, as meta does
+            return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
+                                                  is_causal, scale=scale, enable_gqa=enable_gqa)
         with self:
-            if query.dim() != 4 or enable_gqa:
-                return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
-                                                      is_causal, scale=scale, enable_gqa=enable_gqa)
             if query.dtype in _LOWER and attn_mask is None and query.shape[-1] <= 256:
                 out = torch.ops.aten._scaled_dot_product_flash_attention(
                     query, key, value, dropout_p, is_causal, False, scale=scale)

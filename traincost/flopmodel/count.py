@@ -37,6 +37,8 @@ def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = Non
                input_dtype: str | None = None) -> LoadedModel:
     """Resolve ``model`` (name, spec path, ``ArchSpec`` or ``nn.Module``) to a :class:`LoadedModel`."""
     if isinstance(model, nn.Module):
+        if input_shape is None:  # a timm model states its own (pretrained_cfg["input_size"])
+            input_shape = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
         if input_shape is None:
             raise SpecError("input_shape is required when passing an nn.Module, e.g. (3, 224, 224)")
         given = ArchSpec("factory", "module:given", {}, input_shape, input_dtype or "float32")

@@ -1,13 +1,14 @@
 """timm models by name (``timm:convnext_tiny``): built without weights, at their pretrained input size.
 
-The input size is the one the model's pretrained configuration states (``input_size``, e.g. 288 px for
-some ConvNeXts' test size is not used: training runs at ``input_size``); a deprecated alias
-(``jx_nest_base``) resolves through timm's own table. Nothing is downloaded: ``pretrained=False``.
+The input size is the one the model's pretrained configuration states (``input_size``: training runs at
+it, not at the larger ``test_input_size``); ``img_size`` among the parameters overrides it. A deprecated
+alias (``jx_nest_base``) resolves through timm's own table. Nothing is downloaded: ``pretrained=False``.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Any
 
 from traincost.errors import SpecError
@@ -41,7 +42,9 @@ def check_name(name: str) -> None:
 
 
 def build(name: str, params: dict[str, Any]) -> Any:
-    return timm().create_model(name, pretrained=False, **params)
+    with warnings.catch_warnings():  # "Mapping deprecated model name ...": the alias resolves, as it should
+        warnings.simplefilter("ignore", UserWarning)
+        return timm().create_model(name, pretrained=False, **params)
 
 
 def input_shape(name: str, model: Any = None) -> tuple[int, ...]:
