@@ -48,6 +48,21 @@ def test_a_sampler_mask_keeps_its_count_through_or_and_cat():
     assert done and out.shape == (1024, 1)
 
 
+def test_clamped_levels_share_the_elements_evenly():
+    """A feature pyramid's LevelMapper: clamp to [2, 5], cast, minus 2; ``levels == k`` takes a quarter."""
+    x = _meta(1000)
+    clamped = _meta(1000)
+    datadep.carry("aten.clamp", (x, 2, 5), clamped)
+    as_int = _meta(1000, dtype=torch.long)
+    datadep.carry("aten._to_copy", (clamped,), as_int)
+    level = _meta(1000, dtype=torch.long)
+    datadep.carry("aten.sub", (as_int, 2), level)
+    first, outside = _meta(1000, dtype=torch.bool), _meta(1000, dtype=torch.bool)
+    datadep.carry("aten.eq", (level, 0), first)
+    datadep.carry("aten.eq", (level, 4), outside)
+    assert datadep.selected(first) == 250 and datadep.selected(outside) == 0
+
+
 def test_a_boolean_mask_index_takes_the_selected_rows():
     x, mask = _meta(10, 4), _meta(10, dtype=torch.bool)
     datadep.set_selected(mask, 3)

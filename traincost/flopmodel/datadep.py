@@ -10,6 +10,9 @@ assumption so the estimate can say what it assumed:
   shape the values allow, unless the mask's count is known: a mask built by writing ``k`` indices into
   zeros (a sampler's ``mask[chosen] = 1``) selects ``k``; ``|``, ``&``, ``cat`` and casts carry the
   count, so a detector's sampled 512 boxes stay 512, not the 2,000 proposals they were drawn from;
+- an integer clamped to ``[lo, hi]`` takes each value equally often: ``levels == k`` selects
+  ``1 / (hi - lo + 1)`` of the elements (a feature pyramid's RoI levels share the boxes, rather than
+  each level pooling all of them);
 - NMS keeps every box (detectors cap the survivors with ``[:post_nms_top_n]``);
 - a boolean read (``.any()``, ``.all()``, a comparison) is ``False``: "no degenerate box", "no inf";
   an integer or float read is 1, the smallest size that keeps the following shapes non-empty.
@@ -42,6 +45,12 @@ def set_selected(t: Any, n: int) -> None:
 
 
 _set_count = set_selected
+_RANGE = "_traincost_range"  # attribute of a meta integer tensor: its values lie in [lo, hi]
+
+
+def _set_range(t: Any, lo: int, hi: int) -> None:
+    if isinstance(t, torch.Tensor) and t.is_meta and hi >= lo:
+        setattr(t, _RANGE, (int(lo), int(hi)))
 
 
 def _nonzero(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -158,14 +167,27 @@ def carry(name: str, args: tuple, out: Any) -> None:
     elif name in ("aten.gt", "aten.ne") and len(args) > 1 and isinstance(args[1], (int, float)) \
             and args[1] == 0 and getattr(args[0], _COUNT, None) is not None:
         _set_count(out, getattr(args[0], _COUNT))    # labels > 0: the positives of a labelled sample
+    elif name == "aten.clamp" and len(args) >= 3 and all(isinstance(v, int) for v in args[1:3]):
+        _set_range(out, args[1], args[2])
+    elif name in ("aten.sub", "aten.add") and len(args) >= 2 and isinstance(args[1], int) \
+            and getattr(args[0], _RANGE, None) is not None:
+        lo, hi = getattr(args[0], _RANGE)
+        shift = -args[1] if name == "aten.sub" else args[1]
+        _set_range(out, lo + shift, hi + shift)
+    elif name == "aten.eq" and len(args) >= 2 and isinstance(args[1], int) \
+            and getattr(args[0], _RANGE, None) is not None:
+        lo, hi = getattr(args[0], _RANGE)
+        _set_count(out, args[0].numel() // (hi - lo + 1) if lo <= args[1] <= hi else 0)
     elif name == "aten.cat":
         parts = args[0]
         if parts and all(getattr(t, _COUNT, None) is not None for t in parts):
             _set_count(out, sum(getattr(t, _COUNT) for t in parts))
-    elif name in _KEEP and args and isinstance(args[0], torch.Tensor) \
-            and getattr(args[0], _COUNT, None) is not None and isinstance(out, torch.Tensor) \
+    elif name in _KEEP and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) \
             and out.numel() == args[0].numel():
-        _set_count(out, getattr(args[0], _COUNT))
+        if getattr(args[0], _COUNT, None) is not None:
+            _set_count(out, getattr(args[0], _COUNT))
+        if getattr(args[0], _RANGE, None) is not None and not out.is_floating_point():
+            _set_range(out, *getattr(args[0], _RANGE))
 
 
 def _loaded_namespaces() -> set[str]:
