@@ -16,7 +16,7 @@ from traincost.errors import TraincostError
 
 #: Op classes of the walk (``OpRecord.op_class``) -> the feature group they are counted in (None: free).
 CLASS_GROUPS: dict[str, str | None] = {
-    "matmul": "matmul", "attention": "matmul", "conv": "conv", "norm": "norm", "pool": "pool",
+    "matmul": "matmul", "attention": "matmul", "rnn": "matmul", "conv": "conv", "norm": "norm", "pool": "pool",
     "elementwise": "elementwise", "softmax": "elementwise", "loss": "elementwise", "copy": "elementwise",
     "embedding": "elementwise", "unpriced": "elementwise", "reduction": "reduction", "optimizer": "optimizer",
     "free": None,

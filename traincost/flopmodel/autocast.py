@@ -10,7 +10,8 @@ A function mode sees the Python-level call (``F.linear``, ``F.layer_norm``, ``Te
 the aten ops inside a composite, so composites are handled by name: ``cross_entropy`` is rewritten to
 the ops CUDA runs (``log_softmax`` in fp32 + ``nll_loss``), ``scaled_dot_product_attention`` to the
 kernel CUDA picks (flash for fp16/bf16, memory-efficient otherwise, whatever the precision),
-``interpolate`` gets its inner ops' policy. ``multi_head_attention_forward`` (a Python composite)
+``interpolate`` gets its inner ops' policy, and the recurrent ``_VF`` functions (``nn.LSTM``, ``nn.GRU``,
+``nn.RNN``) run as the one fused cuDNN call CUDA makes (:mod:`traincost.flopmodel.rnn`). ``multi_head_attention_forward`` (a Python composite)
 runs with the mode re-entered, so its in-projection, attention and out-projection each meet the
 policy and the attention kernel choice, as under CUDA autocast.
 """
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
+
+from traincost.flopmodel.rnn import VF_MODES, fused_vf
 
 LOWER_PRECISION_OPS = frozenset({
     "_convolution", "conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose1d", "conv_transpose2d",
@@ -111,6 +114,10 @@ class CudaOpMode(TorchFunctionMode):
                 return _MHA_BODY(*args, **kwargs)
         if self.dtype is not None and name in TORCHVISION_FP32_OPS and str(func).startswith("torchvision."):
             return self._in_fp32(func, args, kwargs)
+        if name in VF_MODES:
+            out = fused_vf(name, args, kwargs, self.dtype)
+            if out is not NotImplemented:
+                return out
         if self.dtype is not None:
             args, kwargs = self._apply_policy(name, args, kwargs)
         return func(*args, **kwargs)

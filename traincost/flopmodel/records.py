@@ -12,6 +12,7 @@ OP_CLASSES = (
     "matmul",       # mm, bmm, addmm, baddbmm, linear
     "conv",         # convolution forward and backward
     "attention",    # fused scaled-dot-product attention forward and backward
+    "rnn",          # a fused recurrent call (all layers, directions, time steps), priced by its plan
     "elementwise",  # pointwise arithmetic and activations (and their backward)
     "reduction",    # sum, mean, max, ... over dimensions
     "norm",         # batch/layer/group norm forward and backward

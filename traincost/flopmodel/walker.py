@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.module_tracker import ModuleTracker
 
 from traincost.errors import ModelBuildError, TraincostError, TraincostUsageError
-from traincost.flopmodel import datadep, formulas
+from traincost.flopmodel import datadep, formulas, rnnplan
 from traincost.flopmodel.autocast import CudaOpMode
 from traincost.flopmodel.inputs import TENSOR, TrainingInputs
 from traincost.flopmodel.memory import MemoryLedger, MemoryReport
@@ -188,6 +188,7 @@ class _Recorder(TorchDispatchMode):
             op_class=cost.op_class if cost else "unpriced",
             n_tensors=len(list_arg) if list_arg is not None else 1,
             host_only=_host_only(args, out),
+            extra=rnnplan.record_extra(name, info_args),
         ))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor):

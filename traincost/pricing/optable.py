@@ -3,12 +3,14 @@
 :meth:`OpTable.device_times` is the one pricer of device time: a roofline with achieved rates per op
 (``max(compute curve time, memory curve time, launch_s)``), the compute curve chosen by op class and math
 mode, convolution backward split into its two passes, kernel curves and CPU tails where a profile has them.
-A single op is priced as a one-row table.
+A single op is priced as a one-row table. A fused recurrent op (``traincost.rnn``) is priced as the sum of
+the ops its plan for the profile's kind lists (:mod:`traincost.flopmodel.rnnplan`), each as a row of a
+table of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, Sequence
 
@@ -89,6 +91,8 @@ class OpTable:
     channels_last: bool
     optimizer: str
     batch_size: int
+    rnn_plans: dict[int, dict[str, tuple]] = field(default_factory=dict)
+    _plan_tables: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_records(cls, records: Sequence[Any], *, precision: str = "fp32", channels_last: bool = False,
@@ -123,7 +127,11 @@ class OpTable:
             first = next((i for i, r in enumerate(records) if r.phase == "optimizer"), None)
             region_start = first
         param_tensors = 0
+        rnn_plans: dict[int, dict[str, tuple]] = {}
         for i, r in enumerate(records):
+            plans = (getattr(r, "extra", None) or {}).get("plans")
+            if plans:
+                rnn_plans[i] = plans
             name = r.module or _TOP_LEVEL
             module_index[i] = modules.setdefault(name, len(modules))
             flops[i] = r.flops
@@ -176,7 +184,8 @@ class OpTable:
                               for op, by_mode in op_groups.items()},
                    sync_index=sync_index, param_tensors=param_tensors, param_bytes=int(param_bytes),
                    working_set_bytes=int(working_set_bytes),
-                   precision=precision, channels_last=channels_last, optimizer=optimizer, batch_size=batch_size)
+                   precision=precision, channels_last=channels_last, optimizer=optimizer, batch_size=batch_size,
+                   rnn_plans=rnn_plans)
 
     @classmethod
     def from_walk(cls, walk: Any) -> "OpTable":
@@ -224,7 +233,44 @@ class OpTable:
         if profile.first_touch_s_per_byte > 0:  # a CPU's newly mapped outputs: page faults on the first write
             memory = memory + profile.first_touch_s_per_byte * self.fresh_bytes
         device = np.where(self.kernel, np.maximum(np.maximum(compute, memory), profile.launch_s), 0.0)
+        for i in self.rnn_plans:
+            device[i], compute[i], memory[i] = self._plan_times(i, profile)
         return device, compute, memory
+
+    def plan_table(self, i: int, profile: DeviceProfile) -> tuple["OpTable", np.ndarray] | None:
+        """(table, runs per row) of the ops fused op ``i`` runs on ``profile``'s kind, or None without a plan.
+
+        cuDNN runs float32 GEMMs in TF32 when the profile's convolutions do (``torch.backends.cudnn.allow_tf32``
+        governs both)."""
+        ops = self.rnn_plans[i].get(profile.kind)
+        if ops is None:
+            return None
+        precision = self.precision
+        if profile.kind == "cuda" and precision == "fp32" and profile.properties.get("conv_fp32_uses_tf32"):
+            precision = "tf32"
+        key = (i, profile.kind, precision)
+        if key not in self._plan_tables:
+            records = [SimpleNamespace(phase="forward", module=None, op=o.op, op_class=o.op_class, flops=o.flops,
+                                       bytes_read=o.bytes_read, bytes_written=o.bytes_written,
+                                       input_shapes=o.input_shapes, input_dtypes=(o.dtype,),
+                                       output_shapes=o.output_shapes, output_dtypes=(o.dtype,) * len(o.output_shapes),
+                                       n_tensors=1, host_only=False) for o in ops]
+            table = OpTable.from_records(records, precision=precision, channels_last=False,
+                                         working_set_bytes=self.working_set_bytes)
+            self._plan_tables[key] = (table, np.array([float(o.count) for o in ops]))
+        return self._plan_tables[key]
+
+    def _plan_times(self, i: int, profile: DeviceProfile) -> tuple[float, float, float]:
+        """(device, compute, memory) seconds of fused op ``i``: its plan's ops, each as many times as it runs;
+        compute holds the compute-bound ops' time, memory the rest."""
+        found = self.plan_table(i, profile)
+        if found is None:
+            return 0.0, 0.0, 0.0
+        table, runs = found
+        device, compute, memory = table.device_times(profile)
+        bound = (compute >= memory) & (compute > 0)
+        return (float(runs @ device), float(runs @ np.where(bound, device, 0.0)),
+                float(runs @ np.where(bound, 0.0, device)))
 
     def _conv_or_gemm_time(self, profile: DeviceProfile, cc: str, mode: str, idx: np.ndarray) -> np.ndarray:
         """Compute-curve seconds of ops ``idx`` (class ``cc``, math ``mode``); 0 without a curve.

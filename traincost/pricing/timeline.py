@@ -24,6 +24,14 @@ from traincost.pricing.optable import OpTable
 HOST_OP_RATIO = {"forward": 4.3, "backward": 2.1}
 
 
+#: Host seconds of one aten op that a C++ composite dispatches (the per-step ops inside ``torch._VF.gru`` on a
+#: CPU, ``_cudnn_rnn`` inside ``_VF.lstm``), as a multiple of ``dispatch_s``: the dispatcher and autograd's
+#: graph recording without Python. Measured by ``benchmarks/rnn.py`` on tiny GRUs and RNNs (kernels of a few
+#: bytes) on the 2-core AMD EPYC: 1.31 (GRU) and 1.22 (RNN). Their backward ops are autograd nodes like any
+#: other and cost the phase's ratio.
+COMPOSITE_OP_RATIO = 1.3
+
+
 #: ``optimizer.zero_grad(set_to_none=True)`` after the step: host seconds per parameter tensor, as a multiple
 #: of ``dispatch_s`` (same script: 0.79, range 0.57-2.30).
 ZERO_GRAD_PER_TENSOR_RATIO = 0.8
@@ -128,6 +136,12 @@ def price(table: OpTable, profile: DeviceProfile) -> Pricing:
     fwd_dispatch = profile.dispatch_autocast_s if autocast else profile.dispatch_s
     host[table.phase == 0] = fwd_dispatch * ratio["forward"]
     host[table.phase == 1] = profile.dispatch_s * ratio["backward"]
+    for i, plans in table.rnn_plans.items():  # a fused recurrent op: the aten ops its plan dispatches
+        n_host = sum(op.count for op in plans.get(profile.kind, ()) if op.host)
+        if table.phase[i] == 0:
+            host[i] += profile.dispatch_s * COMPOSITE_OP_RATIO * n_host
+        elif table.phase[i] == 1:
+            host[i] = profile.dispatch_s * ratio["backward"] * max(n_host, 1)
     key = _optimizer_key(table.optimizer)
     consts = profile.optimizer
     region = table.opt_region
