@@ -74,7 +74,7 @@ FREE_OPS: frozenset[str] = frozenset(
         "sym_size", "sym_stride", "sym_numel", "sym_storage_offset", "size", "stride", "dim",
         "numel", "is_contiguous", "is_same_size", "is_complex", "is_floating_point", "is_nonzero",
         "_has_compatible_shallow_copy_type", "record_stream", "_version",
-        "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range",
+        "_assert_scalar", "_assert_tensor_metadata", "_assert_async", "sym_constrain_range",
         "sym_constrain_range_for_size", "_functional_sym_constrain_range",
         "_functional_sym_constrain_range_for_size", "requires_grad_", "retain_grad",
     )
