@@ -153,14 +153,23 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         name = str(func.overloadpacket)
-        assumed, out = datadep.answer(func, args, kwargs)
-        if assumed:
-            self.assumed[name] += 1
+        assumed, out = datadep.lookup(func, args, kwargs)
+        if assumed is not None:
+            self.assumed[assumed] += 1
             if name == "aten._local_scalar_dense":  # a value read on the host: no kernel to record
                 return out
         else:
             fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
-            out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+            try:
+                out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+            except NotImplementedError as exc:
+                if not _on_meta(args) and not any(t.is_meta for t in tree_flatten((args, kwargs))[0]
+                                                  if isinstance(t, torch.Tensor)):
+                    raise
+                raise ModelBuildError(
+                    f"{name} has no meta-device implementation (called in module {self._module() or '(model)'} "
+                    f"during {self.phase}): the walk cannot run it on shapes alone; "
+                    "replace the op in the model, or give it a meta kernel (torch.library.register_fake)") from exc
         index = len(self.records)
         if name == "aten.convolution":
             out = _cuda_conv_layout(args, out)
