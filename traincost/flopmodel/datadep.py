@@ -6,7 +6,7 @@ mask.any():``) has no meta kernel, and detection heads or mixture-of-experts rou
 The walk answers each such op with the value a training step most plausibly sees and records the
 assumption so the estimate can say what it assumed:
 
-- ``nonzero`` / ``masked_select``: every element is selected, the largest shape the values allow; a
+- ``nonzero`` / ``masked_select`` / ``x[mask]``: every element is selected, the largest shape the values allow; a
   selection that is capped downstream (a sampler's 512 boxes, an expert's capacity) costs what the cap
   lets through, not more;
 - NMS keeps every box (detectors cap the survivors with ``[:post_nms_top_n]``);
@@ -23,6 +23,7 @@ runs each expert once with its own weights.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -63,6 +64,8 @@ _WHAT: dict[str, str] = {
     "aten.nonzero": "nonzero: every element selected",
     "aten.argwhere": "argwhere: every element selected",
     "aten.masked_select": "masked_select: every element selected",
+    "aten.index": "boolean-mask indexing x[mask]: every element selected",
+    "aten.index_put": "boolean-mask assignment x[mask] = v: every element selected",
     "torchvision.nms": "NMS: every box kept",
     "aten._local_scalar_dense": "a value read on the host (.item(), if tensor:): False for a boolean, 1 otherwise",
 }
@@ -140,18 +143,66 @@ def leave(scope: Routing) -> None:
         mode.__exit__(None, None, None)
 
 
+#: id(mask) -> (the mask, weakly; elements selected; the routing's text): a mask answered in an MoE block
+#: selects as many elements again later, in the backward of ``x[mask]`` too, which runs after the block.
+_SELECTED: dict[int, tuple[weakref.ref, int, str]] = {}
+
+
+def _remembered(mask: torch.Tensor) -> tuple[int, str] | None:
+    known = _SELECTED.get(id(mask))
+    return (known[1], known[2]) if known is not None and known[0]() is mask else None
+
+
+def _selected(scope: Routing | None, mask: torch.Tensor) -> int:
+    """Elements a selection over ``mask`` finds: all of them outside an MoE block; inside, every expert
+    (a mask over the experts, plus a sentinel slot in some versions) or one expert's tokens."""
+    known = _remembered(mask)
+    if known is not None:
+        return known[0]
+    if scope is None:
+        return mask.numel()
+    if mask.dim() == 1 and mask.shape[0] in (scope.experts, scope.experts + 1):  # which experts got tokens
+        scope.next_expert = 0
+        rows = scope.experts
+    else:
+        rows = min(scope.tokens_per_expert, mask.numel())
+    if len(_SELECTED) > 4096:
+        for key in [k for k, (ref, _, _) in _SELECTED.items() if ref() is None]:
+            del _SELECTED[key]
+    _SELECTED[id(mask)] = (weakref.ref(mask), rows, scope.text)
+    return rows
+
+
 def _routed(scope: Routing, name: str, args: tuple) -> Any:
     x = args[0]
     if name in ("aten.nonzero", "aten.argwhere"):
-        if x.dim() == 1 and x.shape[0] in (scope.experts, scope.experts + 1):  # which experts got tokens
-            scope.next_expert = 0
-            return torch.empty((scope.experts, 1), dtype=torch.long, device="meta")
-        return torch.empty((min(scope.tokens_per_expert, x.numel()), x.dim()), dtype=torch.long, device="meta")
+        return torch.empty((_selected(scope, x), x.dim()), dtype=torch.long, device="meta")
     if name == "aten.masked_select":
-        return torch.empty((min(scope.tokens_per_expert, x.numel()),), dtype=x.dtype, device="meta")
+        return torch.empty((_selected(scope, x),), dtype=x.dtype, device="meta")
     index = scope.next_expert % scope.experts  # an integer read: the expert the loop is at
     scope.next_expert += 1
     return index
+
+
+_MASK_INDEXED = {_aten.index.Tensor: "aten.index", _aten.index_put.default: "aten.index_put",
+                 _aten.index_put_.default: "aten.index_put", _aten._index_put_impl_.default: "aten.index_put"}
+
+
+def _is_mask(i: Any) -> bool:
+    return isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) and i.is_meta
+
+
+def _mask_indexed(func: Any, args: tuple, kwargs: dict, scope: Routing | None) -> Any:
+    """``x[mask]`` / ``x[mask] = v`` on meta (their meta kernels call ``nonzero``): the mask becomes the
+    long indices of the elements :func:`_selected` finds, and the op runs on those."""
+    indices: list[Any] = []
+    for i in args[1]:
+        if _is_mask(i):
+            rows = _selected(scope, i)
+            indices += [torch.zeros((rows,), dtype=torch.long, device="meta") for _ in range(i.dim())]
+        else:
+            indices.append(i)
+    return func(args[0], indices, *args[2:], **kwargs)
 
 
 def lookup(func: Any, args: tuple, kwargs: dict) -> tuple[str | None, Any]:
@@ -162,11 +213,22 @@ def lookup(func: Any, args: tuple, kwargs: dict) -> tuple[str | None, Any]:
     global _ANSWERS
     if _ANSWERS is None or (len(_ANSWERS) == 4 and "torchvision" in _loaded_namespaces()):
         _ANSWERS = _answers()
+    if func in _MASK_INDEXED and len(args) > 1 and any(_is_mask(i) for i in args[1]):
+        scope = _SCOPES[-1][0] if _SCOPES else None
+        known = [k for k in (_remembered(i) for i in args[1] if _is_mask(i)) if k is not None]
+        text = scope.text if scope is not None else known[0][1] if known else _MASK_INDEXED[func]
+        return text, _mask_indexed(func, args, kwargs, scope)
     f = _ANSWERS.get(func)
     if f is None or not args or not isinstance(args[0], torch.Tensor) or not args[0].is_meta:
         return None, None
     name = str(func.overloadpacket)
     x = args[0]
+    known = _remembered(x) if name in _SELECTIONS and not _SCOPES else None
+    if known is not None:  # a mask routed in an MoE block, selected again after it (backward)
+        rows = known[0]
+        shape = (rows,) if name == "aten.masked_select" else (rows, x.dim())
+        return known[1], torch.empty(shape, dtype=x.dtype if name == "aten.masked_select" else torch.long,
+                                     device="meta")
     if _SCOPES and (name in _SELECTIONS or (name == "aten._local_scalar_dense"
                                             and not x.is_floating_point() and x.dtype != torch.bool)):
         scope = _SCOPES[-1][0]

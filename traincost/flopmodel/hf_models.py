@@ -49,7 +49,8 @@ _SUFFIX_TASK = (("ForCausalLM", "causal-lm"), ("LMHeadModel", "causal-lm"), ("Fo
                 ("ForPreTraining", "pretraining"), ("ForConditionalGeneration", "seq2seq"),
                 ("ForSeq2SeqLM", "seq2seq"))
 _EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
-_TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "top_k", "router_top_k")
+#: (not ``top_k``: transformers < 5 configs carry the generation default ``top_k=50``)
+_TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "num_selected_experts")
 _SEQ_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length")
 
 

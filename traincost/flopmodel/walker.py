@@ -344,6 +344,9 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     owners = _NodeOwners(module_path)
     recorder = _Recorder(module_path, owners, ledger)
     modes = [(m, m.training) for m in model.modules()]
+    # functional_call's restore can leave a weight tied across several modules (T5's embeddings and head in
+    # transformers 4.x) bound to the walk's meta tensor: every module's own tensors are put back after
+    held = [(m, kind, dict(getattr(m, kind))) for m in model.modules() for kind in ("_parameters", "_buffers")]
     model.train()  # a training step: dropout on, batch norm on batch statistics, whatever the caller set
     try:
         with tracker, recorder:
@@ -372,6 +375,8 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     finally:
         for m, training in modes:
             m.training = training
+        for m, kind, tensors in held:
+            getattr(m, kind).update(tensors)
     memory = ledger.report([r.phase for r in recorder.records])
     n_params = sum(p.numel() for p in model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
