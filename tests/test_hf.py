@@ -77,6 +77,9 @@ def test_each_family_walks_on_its_own_loss(name):
     assert nll and nll[0].input_shapes[0][0] in (BATCH * SEQ, BATCH * (SEQ - 1))
     assert any(r.phase == "backward" for r in result.records) and result.flops["optimizer"] > 0
     assert any("the model's own loss" in a for a in result.walk.assumptions)
+    estimate = traincost.predict(spec, device="A100", batch_size=BATCH, precision="bf16", correction=False)
+    assert estimate.device["profile_source"] == "datasheet" and estimate.model == spec.label
+    assert estimate.iteration_ms > 0 and estimate.fits
 
 
 def test_pretraining_head_gets_its_sentence_label():
