@@ -24,6 +24,9 @@ the shipped learned correction, :mod:`traincost.correction`); the public table t
    u39kun rows time forward + backward without the optimizer step (predicted without it) and their "FP16" is
    ``model.half()``, not autocast (predicted as fp16 autocast); GPUs outside the catalog (Titan V, GTX 1080
    Ti, RTX 2080 / 2080 Ti) and BERT, EfficientNet-WideSE rows are left out.
+3b. **bert**: the BERT pre-training rows of the same file (single GPU, batch stated) as ``hf:`` configs
+   (``examples/hf/bert-large.json``, ``hf:BertConfig``), on datasheet profiles; a table of its own, so the
+   figures of 3. stay comparable.
 
 No constant of traincost is fitted on any of these rows. The host-overhead ratios of
 :mod:`traincost.pricing.timeline` come from ``benchmarks/host_overhead.py`` (tiny fc models, not in these sets).
@@ -505,6 +508,75 @@ def section_public(profile_of: Any = None, *, quiet: bool = False) -> pd.DataFra
     return res
 
 
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "hf"
+#: Transformer rows of throughput_public.csv -> (hf: model, params, optimizer). The BERT-large rows accumulate
+#: gradients over 32-256 micro-batches (LAMB once per accumulation): predicted as forward + backward.
+_PUBLIC_TRANSFORMERS = {
+    "BERT-large pretraining phase 1 (NVIDIA DLE, LAMB)": (f"hf:{_EXAMPLES / 'bert-large.json'}", {}, "adam"),
+    "BERT-large pretraining phase 2 (NVIDIA DLE, LAMB)": (f"hf:{_EXAMPLES / 'bert-large.json'}", {}, "adam"),
+    "BERT-base pretraining (NVIDIA DLE run_pretraining.py, FusedLAMB replaced by FusedAdam)":
+        ("hf:BertConfig", {"task": "pretraining"}, "adam"),
+}
+#: Sequence length of rows that do not state one (BERT-base: "phase-1 data => likely 128").
+_DEFAULT_PUBLIC_SEQ = 128
+
+
+def section_public_transformers(profile_of: Any = None, *, quiet: bool = False) -> pd.DataFrame:
+    """BERT pre-training rows of throughput_public.csv (single GPU, batch stated), ``hf:`` configs on datasheet
+    profiles. Kept apart from :func:`section_public` so its figures (and ``crossgpu.py``'s) stay comparable."""
+    from traincost import resolve
+    from traincost.flopmodel.count import count
+    from traincost.hardware.store import profile_for
+    from traincost.pricing.optable import OpTable
+    from traincost.pricing.timeline import price
+
+    frame = pd.read_csv(PUBLIC)
+    frame = frame[(frame["num_gpus"] == 1) & frame["model"].isin(list(_PUBLIC_TRANSFORMERS))]
+    out, skipped = [], {}
+    for _, r in frame.iterrows():
+        gpu, batch = public_gpu(str(r["gpu"])), r["batch_size_per_gpu"]
+        prec = ("fp16", False) if str(r["precision"]).upper() == "FP16_MIXED" else public_precision(r)
+        why = ("GPU not in the catalog" if gpu is None else "precision not mapped" if prec is None
+               else "batch size not stated" if not (isinstance(batch, (int, float)) and math.isfinite(batch))
+               else None)
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        model, params, optimizer = _PUBLIC_TRANSFORMERS[str(r["model"])]
+        seq = re.search(r"seq_len=(\d+)", str(r["input_size"]))
+        seq_len = int(seq.group(1)) if seq else _DEFAULT_PUBLIC_SEQ
+        accumulated = "accumulation" in str(r["notes"])
+        precision, batch = prec[0], int(batch)
+        walk = count(resolve(model, params=params or None), batch_size=batch, precision=precision,
+                     optimizer=optimizer, seq_len=seq_len).walk
+        records = [x for x in walk.records if x.phase != "optimizer"] if accumulated else list(walk.records)
+        table = OpTable.from_records(records, precision=precision, channels_last=False, optimizer=optimizer,
+                                     batch_size=batch, param_bytes=walk.param_bytes,
+                                     working_set_bytes=walk.memory.peak_bytes)
+        timeline = price(table, (profile_of or profile_for)(gpu)).timeline
+        out.append({"row": int(r["row_id"]), "model": short_label(str(r["model"]), 30), "gpu": gpu,
+                    "precision": precision, "batch": batch, "seq": seq_len if seq else f"{seq_len}?",
+                    "scope": "fwd+bwd" if accumulated else "step",
+                    "measured_ms": batch / float(r["throughput"]) * 1e3, "predicted_ms": timeline.step_s * 1e3,
+                    "host_ms": timeline.host_s * 1e3, "device_ms": timeline.device_s * 1e3})
+    res = pd.DataFrame(out)
+    res["err_pct"] = (res["predicted_ms"] / res["measured_ms"] - 1) * 100
+    if quiet:
+        return res
+    print("\n== 3b. Public BERT pre-training rows (throughput_public.csv), hf: configs on datasheet profiles ==")
+    print("caveats: NVIDIA's BERT fuses LayerNorm/GELU/bias kernels (traincost walks the transformers model); "
+          "LAMB is predicted as Adam; rows with gradient accumulation are forward + backward; BERT-base rows do "
+          f"not state the sequence length ({_DEFAULT_PUBLIC_SEQ}? assumed); SQuAD rows left out (no QA head)")
+    if skipped:
+        print("left out: " + ", ".join(f"{k} ({v})" for k, v in sorted(skipped.items())))
+    print_table(res, [("row", "row", "d"), ("model", "model", ""), ("gpu", "gpu", ""), ("precision", "prec", ""),
+                       ("batch", "batch", "d"), ("seq", "seq", ""), ("scope", "scope", ""),
+                       ("measured_ms", "measured ms", ".1f"), ("predicted_ms", "predicted ms", ".1f"),
+                       ("err_pct", "error %", "+.1f"), ("host_ms", "host ms", ".1f"), ("device_ms", "device ms", ".1f")])
+    _summary_lines(res, "precision")
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", choices=["cpu", "h200", "public", "all"], default="all")
@@ -517,6 +589,7 @@ def main() -> None:
         results["h200"] = section_h200()
     if args.section in ("public", "all"):
         results["public"] = section_public()
+        results["bert"] = section_public_transformers()
     print("\n== summary (targets: median <= 25 %, p90 <= 60 % on CPU and public GPU rows) ==")
     for name, res in results.items():
         if "analytic_err_pct" in res:

@@ -17,7 +17,7 @@ DATA = Path(__file__).parent / "data"
 
 CONTRACT_KEYS = {"params", "flops", "bytes", "peak_memory_bytes", "ops", "unpriced_ops", "layers"}
 DESCRIPTIVE_KEYS = {"model", "batch_size", "input_shape", "precision", "channels_last", "optimizer",
-                    "memory"}
+                    "memory", "assumptions"}
 LAYER_KEYS = {"module", "ops", "flops", "forward_flops", "backward_flops", "optimizer_flops", "bytes_read",
               "bytes_written"}
 

@@ -65,7 +65,11 @@ def test_registered_and_free_are_disjoint():
 def test_unknown_op_returns_none():
     assert price("aten.definitely_not_an_op", (T(3),), {}, T(3)) is None
     # a real op without a formula is unpriced too, not zero
-    assert price("aten.histc", (T(10),), {}, T(100)) is None
+    assert price("aten.searchsorted", (T(10), T(3)), {}, T(3, dtype=i64)) is None
+
+
+def test_histogram_is_an_index_and_an_add_per_element():
+    assert price("aten.histc", (T(1000), 8), {}, T(8)) == OpCost(2000, 4000, 32, "reduction")
 
 
 def test_sort_and_topk_cost_log2_n_compare_exchanges_per_element():

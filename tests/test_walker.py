@@ -409,3 +409,77 @@ def test_walk_function_directly(tiny) -> None:
 def test_library_errors_are_traincost_errors() -> None:
     assert issubclass(ModelBuildError, TraincostError)
     assert issubclass(formulas.FormulaError, TraincostError)
+
+
+class _Dedup(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.unique(x)
+
+
+class _WithUnique(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.dedup = _Dedup()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + self.dedup(x).sum()
+
+
+def test_op_without_meta_kernel_names_the_op_and_its_module() -> None:
+    with pytest.raises(ModelBuildError, match=r"aten\._unique2 has no meta-device implementation "
+                                              r"\(called in module dedup during forward\)"):
+        walk(_WithUnique(), (4,), StepConfig(batch_size=2))
+
+
+def test_grouped_query_sdpa_repeats_kv_heads() -> None:
+    """enable_gqa with 4 query heads over 2 K/V heads: the attention kernel sees 4 heads of each."""
+
+    class GQA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q = nn.Linear(16, 16)
+            self.kv = nn.Linear(16, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, s, _ = x.shape
+            q = self.q(x).view(b, s, 4, 4).transpose(1, 2)
+            k = self.kv(x).view(b, s, 2, 4).transpose(1, 2)
+            out = nn.functional.scaled_dot_product_attention(q, k, k, enable_gqa=True)
+            return out.transpose(1, 2).reshape(b, s, 16)
+
+    result = walk(GQA(), (6, 16), StepConfig(batch_size=2))
+    attn = [r for r in result.records if r.op == "aten._scaled_dot_product_efficient_attention"]
+    assert attn and attn[0].input_shapes[:3] == ((2, 4, 6, 4),) * 3
+
+
+def test_weights_tied_across_modules_stay_tied_after_a_walk() -> None:
+    """One embedding shared by two stacks and the head (T5's layout): torch.func.functional_call alone leaves
+    the stacks bound to the walk's meta tensor; the walk puts every module's own tensor back."""
+
+    class Stack(nn.Module):
+        def __init__(self, embed: nn.Embedding) -> None:
+            super().__init__()
+            self.embed_tokens = embed
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.embed_tokens(x)
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Embedding(10, 4)
+            self.encoder, self.decoder = Stack(self.shared), Stack(self.shared)
+            self.lm_head = nn.Linear(4, 10, bias=False)
+            self.lm_head.weight = self.shared.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lm_head(self.encoder(x) + self.decoder(x))
+
+    model = Tied()
+    weight = model.shared.weight
+    first = walk(model, (3,), StepConfig(batch_size=2), torch.int64)
+    assert model.encoder.embed_tokens.weight is weight and model.lm_head.weight is weight
+    second = walk(model, (3,), StepConfig(batch_size=2), torch.int64)
+    assert first.params == second.params == 10 * 4
+    assert [r.op for r in first.records] == [r.op for r in second.records]

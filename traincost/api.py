@@ -192,11 +192,13 @@ class _Step:
 
 
 def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, channels_last: bool,
-          optimizer: str) -> _Step:
+          optimizer: str, input_dtype: str | None = None, seq_len: int | None = None) -> _Step:
+    from traincost.flopmodel.arch import token_input
     from traincost.flopmodel.count import count, max_batch_size
 
+    input_shape, input_dtype = token_input(seq_len, input_shape, input_dtype)
     result = count(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
-                   channels_last=channels_last, optimizer=optimizer)
+                   channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype)
     table = OpTable.from_walk(result.walk)
     cache: dict[int, int] = {}
 
@@ -206,7 +208,7 @@ def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, chan
         if usable not in cache:
             cache[usable] = max_batch_size(model, memory_bytes=usable, input_shape=input_shape,
                                            precision=precision, channels_last=channels_last,
-                                           optimizer=optimizer, start=max(1, _estimate_max_batch(
+                                           optimizer=optimizer, input_dtype=input_dtype, start=max(1, _estimate_max_batch(
                                                result.walk.memory, batch_size, usable)))
         return cache[usable]
 
@@ -315,7 +317,7 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
     analytic_s = tl.step_s
     iteration_s, interval, correction_info = _apply_correction(step, pricing, profile, correction)
     plan = plan_run(iteration_s, batch_size=table.batch_size, gpus=gpus, dataset_size=dataset_size, epochs=epochs)
-    notes: list[str] = []
+    notes: list[str] = [f"the walk assumed: {a}" for a in getattr(step.walk, "assumptions", ())]
     # memory
     overhead = _allocator_overhead(profile)
     context = CUDA_CONTEXT_BYTES if profile.kind == "cuda" else 0
@@ -540,10 +542,13 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
             network: str | None = None, correction: Any = "auto", host: Any = None,
-            price_per_hour: float | None = None, prices: Any = None) -> Estimate:
+            price_per_hour: float | None = None, prices: Any = None, input_dtype: str | None = None,
+            seq_len: int | None = None) -> Estimate:
     """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
 
-    ``model``: a family/torchvision name, spec path, ``ArchSpec`` or ``nn.Module`` (as ``traincost.count``).
+    ``model``: a family/torchvision/timm name, ``hf:`` config, spec path, ``ArchSpec`` or ``nn.Module`` (as
+    ``traincost.count``). ``input_dtype``: ``"int64"`` for token models; ``seq_len``: token ids of that length
+    (``input_shape=(seq_len,)``, int64 unless ``input_dtype`` says int32).
     ``device``: ``"cpu"``, a GPU name (``"A100"``, ``"H100 SXM"``), a profile ``.json`` path or a
     :class:`~traincost.hardware.profile.DeviceProfile`. ``batch_size`` is per GPU; ``gpus`` > 1 is DDP data parallel on
     ``nodes`` servers (:func:`data_parallel`; ``network`` between nodes, e.g. ``"ib-hdr"`` or ``"8x ib-hdr"``).
@@ -567,7 +572,7 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     check_parallel(gpus, nodes, network)
     source = _correction_source(correction)
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
-                 channels_last=channels_last, optimizer=optimizer)
+                 channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype, seq_len=seq_len)
     return data_parallel(step, profile, _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
                                                   correction=source, prices=table),
                          gpus=gpus, nodes=nodes, network=network, prices=table)
@@ -578,14 +583,15 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
             channels_last: bool = False, optimizer: str = "sgd", epochs: float | None = None,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
             network: str | None = None, correction: Any = "auto", host: Any = None,
-            price_per_hour: float | None = None, prices: Any = None) -> list[Estimate]:
+            price_per_hour: float | None = None, prices: Any = None, input_dtype: str | None = None,
+            seq_len: int | None = None) -> list[Estimate]:
     """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
 
     The walk depends on the model, batch and precision, not on the device: it is priced again for each
     device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
     is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
     them all. ``correction`` as in :func:`predict`, chosen per device; ``host`` as in :func:`predict`, for the
-    GPUs of the list. ``price_per_hour`` and ``prices`` as in :func:`predict`, for every device.
+    GPUs of the list. ``price_per_hour``, ``prices``, ``input_dtype`` and ``seq_len`` as in :func:`predict`.
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
     table = price_table(price_per_hour, prices)
@@ -621,7 +627,7 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
         raise TraincostUsageError("; ".join(problems))
     check_parallel(gpus, nodes, network)
     step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
-                 channels_last=channels_last, optimizer=optimizer)
+                 channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype, seq_len=seq_len)
     out = [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
                                             exact_max_batch=False, correction=source, prices=table),
                          gpus=gpus, nodes=nodes, network=network, prices=table)

@@ -99,6 +99,8 @@ def _model_options(func: Any) -> Any:
     func = _family_options(func)
     func = click.option("--input-dtype", type=click.Choice(["float32", "float16", "bfloat16", "int64", "int32"]),
                         default=None, help="Input dtype: int64 for token models (embedding inputs).")(func)
+    func = click.option("--seq-len", type=click.IntRange(min=1), default=None,
+                        help="Token models: sequence length (input shape (L,), int64 token ids).")(func)
     func = click.option("--input-shape", type=str, default=None,
                         help="Per-sample input shape, e.g. 3,224,224 (required for file.py:factory models).")(func)
     func = click.option("--spec", "spec_path", type=click.Path(dir_okay=False), default=None,
@@ -117,9 +119,11 @@ def _step_options(func: Any) -> Any:
 
 
 def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | None,
-                   family_values: dict[str, str | None], input_dtype: str | None = None):
-    from traincost.flopmodel.arch import ArchSpec, resolve
+                   family_values: dict[str, str | None], input_dtype: str | None = None,
+                   seq_len: int | None = None):
+    from traincost.flopmodel.arch import ArchSpec, resolve, token_input
 
+    input_shape, input_dtype = token_input(seq_len, input_shape, input_dtype)
     given = {k: v for k, v in family_values.items() if v is not None}
     if spec_path is not None:
         if model is not None:
@@ -133,7 +137,8 @@ def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | 
                             input_dtype or spec.input_dtype)
         return spec
     if model is None:
-        raise TraincostUsageError("missing MODEL (a family, a torchvision name, file.py:factory) or --spec FILE")
+        raise TraincostUsageError("missing MODEL (a family, a torchvision name, timm:<name>, hf:<config.json>, "
+                                  "file.py:factory) or --spec FILE")
     if given and model not in ("fc", "vgg", "resnet", "inception"):
         raise TraincostUsageError(
             f"--{next(iter(given)).replace('_', '-')} applies to the families fc, vgg, resnet, inception, not {model!r}")

@@ -28,15 +28,16 @@ from traincost.errors import TraincostUsageError
               help="Also find the largest batch whose predicted peak fits in this many GiB.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def count_command(model: str | None, spec_path: str | None, input_shape: str | None,
+def count_command(model: str | None, spec_path: str | None, input_shape: str | None, seq_len: int | None,
                   input_dtype: str | None, batch_size: int,
                   precision: str, channels_last: bool, optimizer: str, memory_gb: float | None,
                   top: int, as_json: bool, **family_values: str | None) -> None:
     """Walk one training step (forward, loss, backward, optimizer) and count its work.
 
     MODEL is a family (fc, vgg, resnet, inception, with its --options), a torchvision name
-    (resnet50, vit_b_16, ...), a user model file.py:factory or package.module:factory (with
-    --input-shape), or use --spec FILE.
+    (resnet50, vit_b_16, ...), a timm model (timm:convnext_tiny), a Hugging Face transformer from its
+    config (hf:path/to/config.json or hf:GPT2Config, with --seq-len), a user model file.py:factory or
+    package.module:factory (with --input-shape), or use --spec FILE.
     """
     from traincost.flopmodel.count import MAX_SEARCH_BATCH, count, max_batch_size
 
@@ -45,7 +46,7 @@ def count_command(model: str | None, spec_path: str | None, input_shape: str | N
     if memory_gb is not None and (not math.isfinite(memory_gb) or memory_gb <= 0 or memory_gb > _MAX_MEMORY_GB):
         raise TraincostUsageError(f"--memory-gb must be a positive number of GiB up to {_MAX_MEMORY_GB} (1 PiB), "
                                   f"got {memory_gb:g}")
-    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype, seq_len)
     result = count(spec, batch_size=batch_size, precision=precision, channels_last=channels_last,
                    optimizer=optimizer)
     out = result.to_dict()
@@ -202,7 +203,8 @@ def _correction_arg(value: str) -> Any:
                    "one), none (analytic model alone) or a residual model .json from 'traincost fit'.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Layers to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
+def predict_command(model: str | None, spec_path: str | None, input_shape: str | None, seq_len: int | None,
+                    input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, device: str,
                     epochs: float | None, dataset_size: int | None, provider: str | None,
                     price_per_hour: float | None, prices_file: str | None, gpus: int,
@@ -219,7 +221,7 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
 
     _check_run_options(epochs, dataset_size)
     table = _price_options(price_per_hour, prices_file, provider)
-    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype, seq_len)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, optimizer=optimizer, epochs=epochs,
                        dataset_size=dataset_size, gpus=gpus, nodes=nodes, network=network, host=host,
@@ -251,7 +253,8 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=True), default=None,
               help="Also write a time-vs-cost scatter with the Pareto front (.png, .pdf, .svg, .jpg).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (sorted like the table).")
-def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, input_dtype: str | None,
+def compare_command(model: str | None, spec_path: str | None, input_shape: str | None, seq_len: int | None,
+                    input_dtype: str | None,
                     batch_size: int, precision: str, channels_last: bool, optimizer: str, devices: str,
                     epochs: float | None, dataset_size: int | None, provider: str | None,
                     price_per_hour: float | None, prices_file: str | None, num_gpus: int,
@@ -280,7 +283,7 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
     table = _price_options(price_per_hour, prices_file, provider)
     if plot_path is not None:
         _check_plot_path(Path(plot_path))
-    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype)
+    spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype, seq_len)
     estimates = compare(spec, devices=names, batch_size=batch_size, precision=precision,
                         channels_last=channels_last, optimizer=optimizer, epochs=epochs,
                         dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network, host=host,

@@ -72,6 +72,7 @@ def count_table(result: "CountResult", top: int = 15) -> Group:
     if d["unpriced_ops"]:
         parts.append(Text("unpriced ops (no formula, not counted): " + ", ".join(
             f"{op} x{n}" for op, n in sorted(d["unpriced_ops"].items())), style="yellow"))
+    parts += [Text(f"assumed: {a}") for a in d.get("assumptions", ())]
     return Group(*parts)
 
 

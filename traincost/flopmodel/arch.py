@@ -6,6 +6,8 @@ An :class:`ArchSpec` is one of
 - a torchvision model name (``resnet50``, ``vit_b_16``, ``fasterrcnn_resnet50_fpn``, ``r3d_18``, ...), when
   torchvision is installed (:mod:`traincost.flopmodel.vision`),
 - a timm model name with its prefix (``timm:convnext_tiny``), when timm is installed,
+- a Hugging Face transformer from its config (``hf:path/to/config.json``, ``hf:GPT2Config``), when
+  transformers is installed (:mod:`traincost.flopmodel.hf_models`),
 - a user factory: ``path/to/file.py:factory`` or ``package.module:factory`` (+ an input shape),
 
 and can be read from a JSON or YAML spec file holding one description::
@@ -32,10 +34,10 @@ import torch
 from torch import nn
 
 from traincost.errors import ModelBuildError, SpecError
-from traincost.flopmodel import families, inputs, timm_models, vision
+from traincost.flopmodel import families, hf_models, inputs, timm_models, vision
 
 SPEC_SCHEMA_VERSION = 1
-KINDS = ("family", "torchvision", "timm", "factory")
+KINDS = ("family", "torchvision", "timm", "hf", "factory")
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 _FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -44,9 +46,10 @@ _FACTORY_RE = re.compile(r"^(?P<target>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$"
 class ArchSpec:
     """A validated architecture description.
 
-    ``kind`` is ``family``, ``torchvision``, ``timm`` or ``factory``; ``name`` the family, torchvision
-    model, ``timm:<model>`` or ``target:factory``; ``params`` the family's parameter dataclass (as a dict) or
-    the builder's keyword arguments; ``input_shape`` the per-sample input shape (``None``: the model's default).
+    ``kind`` is ``family``, ``torchvision``, ``timm``, ``hf`` or ``factory``; ``name`` the family, torchvision
+    model, ``timm:<model>``, ``hf:<config>`` or ``target:factory``; ``params`` the family's parameter dataclass
+    (as a dict), the builder's keyword arguments or the config overrides; ``input_shape`` the per-sample input
+    shape (``None``: the model's default; ``(seq_len,)`` for a transformer).
     """
 
     kind: str
@@ -72,6 +75,15 @@ class ArchSpec:
             if not self.name.startswith(timm_models.PREFIX):
                 object.__setattr__(self, "name", timm_models.PREFIX + self.name)
             timm_models.check_name(self.name.removeprefix(timm_models.PREFIX))
+        elif self.kind == "hf":
+            if not self.name.startswith(hf_models.PREFIX):
+                object.__setattr__(self, "name", hf_models.PREFIX + self.name)
+            if self.input_dtype not in ("int64", "int32"):
+                raise SpecError(f"{self.name}: a transformer takes token ids: input_dtype int64 or int32, "
+                                f"got {self.input_dtype!r}")
+            if self.input_shape is not None and len(self.input_shape) != 1:
+                raise SpecError(f"{self.name}: a transformer's input shape is (seq_len,), got {self.input_shape!r}")
+            hf_models.check_name(self.name, dict(self.params))
         elif not _FACTORY_RE.match(self.name):
             raise SpecError(f"factory must look like 'file.py:function' or 'package.module:function', "
                             f"got {self.name!r}")
@@ -101,12 +113,17 @@ class ArchSpec:
             if isinstance(size, int) and not isinstance(size, bool):
                 return (int(self.params.get("in_chans", 3)), size, size)
             return timm_models.input_shape(self.name.removeprefix(timm_models.PREFIX), model)
+        if self.kind == "hf":
+            return (hf_models.default_seq_len(hf_models.load_config(self.name, dict(self.params)))[0],)
         return vision.input_shape(self.name, model)
 
     def training_inputs(self) -> inputs.TrainingInputs:
         """What the training step feeds the model and its loss (images and targets for a detector)."""
         if self.kind == "torchvision":
             return vision.training_inputs(self.name)
+        if self.kind == "hf":
+            seq = self.input_shape[0] if self.input_shape is not None else None
+            return hf_models.training_inputs(self.name, dict(self.params), seq)
         return inputs.TENSOR
 
     def build(self) -> nn.Module:
@@ -119,6 +136,8 @@ class ArchSpec:
         if self.kind == "timm":
             name = self.name.removeprefix(timm_models.PREFIX)
             return _build_on_meta_or_cpu(lambda: timm_models.build(name, dict(self.params)), self.name)
+        if self.kind == "hf":
+            return _build_on_meta_or_cpu(lambda: hf_models.build(self.name, dict(self.params)), self.name)
         factory = _load_factory(self.name)
         return _build_on_meta_or_cpu(lambda: factory(**self.params), self.name)
 
@@ -154,7 +173,7 @@ class ArchSpec:
         try:
             return resolve(data["model"], params=params,
                            input_shape=tuple(shape) if isinstance(shape, list) else shape,
-                           input_dtype=data.get("input_dtype") or "float32")
+                           input_dtype=data.get("input_dtype") or None)
         except SpecError as exc:  # say which file holds the bad value
             raise SpecError(f"{source}: {exc}") from exc
 
@@ -191,7 +210,8 @@ def resolve(model: str, params: Mapping[str, Any] | None = None,
             input_shape: tuple[int, ...] | None = None, input_dtype: str | None = None) -> ArchSpec:
     """Turn what a user typed into an :class:`ArchSpec`: family, torchvision name or factory.
 
-    ``input_dtype`` (default float32) is ``int64`` for token models whose first layer is an embedding.
+    ``input_dtype`` (default float32; int64 for ``hf:`` transformers) is ``int64`` for token models whose
+    first layer is an embedding.
     """
     dtype = input_dtype or "float32"
     if not isinstance(model, str) or not model.strip():
@@ -202,6 +222,8 @@ def resolve(model: str, params: Mapping[str, Any] | None = None,
         return ArchSpec("family", model, params, input_shape, dtype)
     if model.startswith(timm_models.PREFIX):
         return ArchSpec("timm", model, params, input_shape, dtype)
+    if model.startswith(hf_models.PREFIX):
+        return ArchSpec("hf", model, params, input_shape, input_dtype or "int64")
     if _FACTORY_RE.match(model) and (model.split(":")[0].endswith(".py") or "." in model.split(":")[0]):
         return ArchSpec("factory", model, params, input_shape, dtype)
     if Path(model).suffix.lower() in (".json", ".yaml", ".yml"):
@@ -209,6 +231,21 @@ def resolve(model: str, params: Mapping[str, Any] | None = None,
             raise SpecError(f"{model}: a spec file carries its own parameters; do not pass them too")
         return ArchSpec.from_file(model)
     return ArchSpec("torchvision", model, params, input_shape, dtype)
+
+
+def token_input(seq_len: int | None, input_shape: tuple[int, ...] | str | None,
+                input_dtype: str | None) -> tuple[tuple[int, ...] | str | None, str | None]:
+    """``(input_shape, input_dtype)`` with ``seq_len`` applied: ``(seq_len,)`` token ids, int64 unless an
+    integer dtype is given; an ``input_shape`` or float dtype that disagrees is a SpecError."""
+    if seq_len is None:
+        return input_shape, input_dtype
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise SpecError(f"seq_len must be a positive integer, got {seq_len!r}")
+    if input_shape is not None and _check_shape(input_shape) != (seq_len,):
+        raise SpecError(f"seq_len {seq_len} disagrees with input_shape {input_shape!r}; give one of them")
+    if input_dtype is not None and input_dtype not in ("int64", "int32"):
+        raise SpecError(f"seq_len is for token ids (int64 or int32), not input_dtype {input_dtype!r}")
+    return (seq_len,), input_dtype or "int64"
 
 
 def _family_size_from_shape(family: str, params: Mapping[str, Any],

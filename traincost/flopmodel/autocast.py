@@ -9,9 +9,10 @@ records, forward and backward. Casts of leaf parameters are cached for the regio
 A function mode sees the Python-level call (``F.linear``, ``F.layer_norm``, ``Tensor.softmax``), not
 the aten ops inside a composite, so composites are handled by name: ``cross_entropy`` is rewritten to
 the ops CUDA runs (``log_softmax`` in fp32 + ``nll_loss``), ``scaled_dot_product_attention`` to the
-kernel CUDA picks (flash for fp16/bf16, memory-efficient otherwise, whatever the precision),
-``interpolate`` gets its inner ops' policy, and the recurrent ``_VF`` functions (``nn.LSTM``, ``nn.GRU``,
-``nn.RNN``) run as the one fused cuDNN call CUDA makes (:mod:`traincost.flopmodel.rnn`). ``multi_head_attention_forward`` (a Python composite)
+kernel CUDA picks (flash for fp16/bf16, memory-efficient otherwise, whatever the precision; grouped-query
+attention's K/V heads repeated to the query's, as the math kernel does), ``interpolate`` gets its inner ops'
+policy, and the recurrent ``_VF`` functions (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) run as the one fused cuDNN call
+CUDA makes (:mod:`traincost.flopmodel.rnn`). ``multi_head_attention_forward`` (a Python composite)
 runs with the mode re-entered, so its in-projection, attention and out-projection each meet the
 policy and the attention kernel choice, as under CUDA autocast.
 """
@@ -167,10 +168,13 @@ class CudaOpMode(TorchFunctionMode):
         if self.dtype is not None:
             query, key, value = (self._cast(t, self.dtype, (torch.float32, torch.float64))
                                  for t in (query, key, value))
-        if query.dim() != 4 or enable_gqa:  # no fused kernel takes these: CUDA runs the math path, as meta does
+        if query.dim() != 4:  # the mode is off here: F's own dispatch, not this method again
             return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
                                                   is_causal, scale=scale, enable_gqa=enable_gqa)
         with self:
+            if enable_gqa and key.shape[-3] != query.shape[-3]:  # grouped-query: K/V heads repeated
+                groups = query.shape[-3] // key.shape[-3]
+                key, value = key.repeat_interleave(groups, -3), value.repeat_interleave(groups, -3)
             if query.dtype in _LOWER and attn_mask is None and query.shape[-1] <= 256:
                 out = torch.ops.aten._scaled_dot_product_flash_attention(
                     query, key, value, dropout_p, is_causal, False, scale=scale)

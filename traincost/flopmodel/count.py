@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from traincost.errors import ModelBuildError, SpecError
-from traincost.flopmodel.arch import ArchSpec, resolve
+from traincost.flopmodel.arch import ArchSpec, resolve, token_input
 from traincost.flopmodel.inputs import TENSOR, TrainingInputs
 from traincost.flopmodel.records import PHASES, OpRecord
 from traincost.flopmodel.walker import StepConfig, Walk, walk
@@ -179,20 +179,23 @@ class CountResult:
             },
             "ops": self.ops,
             "unpriced_ops": self.unpriced_ops,
+            "assumptions": list(self.walk.assumptions),
             "layers": self.by_module().to_dict(orient="records"),
         }
 
 
 def count(model: ModelLike, *, batch_size: int, input_shape: tuple[int, ...] | str | None = None,
           precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd",
-          input_dtype: str | None = None) -> CountResult:
+          input_dtype: str | None = None, seq_len: int | None = None) -> CountResult:
     """Walk one training step of ``model`` (name, spec path, ``ArchSpec`` or ``nn.Module``).
 
     Nothing is allocated or computed: the step runs on the meta device. ``input_dtype`` is for
-    token models (``"int64"``); the default is float32 images or vectors.
+    token models (``"int64"``); the default is float32 images or vectors. ``seq_len``: token ids of
+    that length (``input_shape=(seq_len,)``, int64 unless ``input_dtype`` says int32).
     """
     config = StepConfig(batch_size=batch_size, precision=precision, channels_last=channels_last,
                         optimizer=optimizer)
+    input_shape, input_dtype = token_input(seq_len, input_shape, input_dtype)
     loaded = load_model(model, input_shape, input_dtype)
     return CountResult(label=loaded.label,
                        walk=walk(loaded.module, loaded.sample_shape, config, loaded.input_dtype, loaded.inputs))

@@ -6,7 +6,7 @@ mask.any():``) has no meta kernel, and detection heads or mixture-of-experts rou
 The walk answers each such op with the value a training step most plausibly sees and records the
 assumption so the estimate can say what it assumed:
 
-- ``nonzero`` / ``masked_select`` / a boolean-mask index: every element is selected, the largest
+- ``nonzero`` / ``masked_select`` / ``x[mask]`` / ``x[mask] = v``: every element is selected, the largest
   shape the values allow, unless the mask's count is known: a mask built by writing ``k`` indices into
   zeros (a sampler's ``mask[chosen] = 1``) selects ``k``; ``|``, ``&``, ``cat`` and casts carry the
   count, so a detector's sampled 512 boxes stay 512, not the 2,000 proposals they were drawn from;
@@ -16,15 +16,24 @@ assumption so the estimate can say what it assumed:
 - NMS keeps every box (detectors cap the survivors with ``[:post_nms_top_n]``);
 - a boolean read (``.any()``, ``.all()``, a comparison) is ``False``: "no degenerate box", "no inf";
   an integer or float read is 1, the smallest size that keeps the following shapes non-empty.
+
+Inside a mixture-of-experts block (a :func:`routing` scope, opened by the block's forward hooks) the
+routing is balanced instead: the "which experts got tokens" selection finds every expert, each expert's
+token selection finds the tokens a balanced router sends it (``tokens x k / experts``, capped by the
+expert capacity), and integer reads there enumerate the experts 0, 1, ..., so a loop over the hit experts
+runs each expert once with its own weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections import Counter
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 _aten = torch.ops.aten
 
@@ -69,24 +78,6 @@ def _masked_select(args: tuple, kwargs: dict) -> torch.Tensor:
     return torch.empty((n,), dtype=x.dtype, device="meta")
 
 
-def _is_mask(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8)
-
-
-def _index(args: tuple, kwargs: dict) -> Any:
-    """``x[mask]`` (and ``x[mask, :]``): the mask's selected rows, then the dimensions it does not index."""
-    x, indices = args[0], args[1]
-    masks = [i for i in indices if _is_mask(i)]
-    if len(masks) != 1 or any(isinstance(i, torch.Tensor) and not _is_mask(i) for i in indices):
-        return NotImplemented
-    pos = next(k for k, i in enumerate(indices) if _is_mask(i))
-    if any(i is not None for i in indices[:pos]):
-        return NotImplemented
-    mask = masks[0]
-    shape = (*x.shape[:pos], selected(mask), *x.shape[pos + mask.dim():])
-    return torch.empty(shape, dtype=x.dtype, device="meta")
-
-
 def _nms(args: tuple, kwargs: dict) -> torch.Tensor:
     return torch.empty((args[0].shape[0],), dtype=torch.long, device="meta")
 
@@ -102,7 +93,8 @@ _WHAT: dict[str, str] = {
     "aten.nonzero": "nonzero: every element selected unless the mask's count is known",
     "aten.argwhere": "argwhere: every element selected unless the mask's count is known",
     "aten.masked_select": "masked_select: every element selected unless the mask's count is known",
-    "aten.index": "a boolean-mask index: every element selected unless the mask's count is known",
+    "aten.index": "boolean-mask indexing x[mask]: every element selected unless the mask's count is known",
+    "aten.index_put": "boolean-mask assignment x[mask] = v: every element selected unless the mask's count is known",
     "torchvision.nms": "NMS: every box kept",
     "aten._local_scalar_dense": "a value read on the host (.item(), if tensor:): False for a boolean, 1 otherwise",
 }
@@ -114,7 +106,6 @@ def _answers() -> dict[Any, Callable[[tuple, dict], Any]]:
         _aten.argwhere.default: _argwhere,
         _aten.masked_select.default: _masked_select,
         _aten._local_scalar_dense.default: _scalar,
-        _aten.index.Tensor: _index,
     }
     global _NMS_MISSING
     try:
@@ -129,16 +120,159 @@ _ANSWERS: dict[Any, Callable[[tuple, dict], Any]] | None = None
 _NMS_MISSING = True
 
 
-def answer(func: Any, args: tuple, kwargs: dict) -> tuple[bool, Any]:
-    """``(True, output)`` when ``func`` is a data-dependent op on meta tensors, else ``(False, None)``."""
+ROUTING_PREFIX = "MoE routing: "
+
+
+@dataclass
+class Routing:
+    """A mixture-of-experts block's balanced routing: ``tokens_per_expert`` rows reach each expert."""
+
+    experts: int
+    top_k: int
+    tokens_per_expert: int
+    text: str                          # the assumption as the estimate states it, from ROUTING_PREFIX
+    next_expert: int = field(default=0, compare=False)
+
+
+class _FormatReads(TorchFunctionMode):
+    """``f"expert_{index}"`` of a 0-dim integer meta tensor formats its value read (an expert number), as
+    on a GPU, instead of the tensor's repr: Switch Transformers names the expert module that way."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        x = args[0] if args else None
+        if (func is torch.Tensor.__format__ and isinstance(x, torch.Tensor) and x.is_meta and x.dim() == 0
+                and not x.is_floating_point() and x.dtype != torch.bool):
+            return format(int(x.item()), *args[1:])
+        return func(*args, **(kwargs or {}))
+
+
+_SCOPES: list[tuple[Routing, _FormatReads]] = []
+
+
+@contextlib.contextmanager
+def routing(scope: Routing) -> Iterator[Routing]:
+    """Answer the selections made inside an MoE block by ``scope``'s balanced routing."""
+    enter(scope)
+    try:
+        yield scope
+    finally:
+        leave(scope)
+
+
+def enter(scope: Routing) -> None:
+    """:func:`routing` for forward hooks, which open a scope in one call and close it in another."""
+    mode = _FormatReads()
+    mode.__enter__()
+    _SCOPES.append((scope, mode))
+
+
+def leave(scope: Routing) -> None:
+    """Close ``scope`` and the scopes opened after it (a hook that never ran leaves none behind)."""
+    while any(s is scope for s, _ in _SCOPES):
+        _, mode = _SCOPES.pop()
+        mode.__exit__(None, None, None)
+
+
+#: id(mask) -> (the mask, weakly; elements selected; the routing's text): a mask answered in an MoE block
+#: selects as many elements again later, in the backward of ``x[mask]`` too, which runs after the block.
+_SELECTED: dict[int, tuple[weakref.ref, int, str]] = {}
+
+
+def _remembered(mask: torch.Tensor) -> tuple[int, str] | None:
+    known = _SELECTED.get(id(mask))
+    return (known[1], known[2]) if known is not None and known[0]() is mask else None
+
+
+def _selected(scope: Routing | None, mask: torch.Tensor) -> int:
+    """Elements a selection over ``mask`` finds: all of them outside an MoE block; inside, every expert
+    (a mask over the experts, plus a sentinel slot in some versions) or one expert's tokens."""
+    known = _remembered(mask)
+    if known is not None:
+        return known[0]
+    if scope is None:
+        return selected(mask)
+    if mask.dim() == 1 and mask.shape[0] in (scope.experts, scope.experts + 1):  # which experts got tokens
+        scope.next_expert = 0
+        rows = scope.experts
+    else:
+        rows = min(scope.tokens_per_expert, mask.numel())
+    if len(_SELECTED) > 4096:
+        for key in [k for k, (ref, _, _) in _SELECTED.items() if ref() is None]:
+            del _SELECTED[key]
+    _SELECTED[id(mask)] = (weakref.ref(mask), rows, scope.text)
+    return rows
+
+
+def _routed(scope: Routing, name: str, args: tuple) -> Any:
+    x = args[0]
+    if name in ("aten.nonzero", "aten.argwhere"):
+        return torch.empty((_selected(scope, x), x.dim()), dtype=torch.long, device="meta")
+    if name == "aten.masked_select":
+        return torch.empty((_selected(scope, x),), dtype=x.dtype, device="meta")
+    index = scope.next_expert % scope.experts  # an integer read: the expert the loop is at
+    scope.next_expert += 1
+    return index
+
+
+_MASK_INDEXED = {_aten.index.Tensor: "aten.index", _aten.index_put.default: "aten.index_put",
+                 _aten.index_put_.default: "aten.index_put", _aten._index_put_impl_.default: "aten.index_put"}
+
+
+def _is_mask(i: Any) -> bool:
+    return isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) and i.is_meta
+
+
+def _mask_indexed(func: Any, args: tuple, kwargs: dict, scope: Routing | None) -> Any:
+    """``x[mask]`` / ``x[mask] = v`` on meta (their meta kernels call ``nonzero``): the mask becomes the
+    long indices of the elements :func:`_selected` finds, and the op runs on those."""
+    indices: list[Any] = []
+    for i in args[1]:
+        if _is_mask(i):
+            rows = _selected(scope, i)
+            indices += [torch.zeros((rows,), dtype=torch.long, device="meta") for _ in range(i.dim())]
+        else:
+            indices.append(i)
+    return func(args[0], indices, *args[2:], **kwargs)
+
+
+def lookup(func: Any, args: tuple, kwargs: dict) -> tuple[str | None, Any]:
+    """``(what was assumed, output)`` when ``func`` is a data-dependent op on meta tensors, else ``(None, None)``.
+
+    What was assumed is the op's name, or an MoE scope's text for a selection made inside the block.
+    """
     global _ANSWERS
     if _ANSWERS is None or (_NMS_MISSING and "torchvision" in _loaded_namespaces()):
         _ANSWERS = _answers()
+    if func in _MASK_INDEXED and len(args) > 1 and any(_is_mask(i) for i in args[1]):
+        scope = _SCOPES[-1][0] if _SCOPES else None
+        known = [k for k in (_remembered(i) for i in args[1] if _is_mask(i)) if k is not None]
+        text = scope.text if scope is not None else known[0][1] if known else _MASK_INDEXED[func]
+        return text, _mask_indexed(func, args, kwargs, scope)
     f = _ANSWERS.get(func)
     if f is None or not args or not isinstance(args[0], torch.Tensor) or not args[0].is_meta:
-        return False, None
-    out = f(args, kwargs)
-    return (False, None) if out is NotImplemented else (True, out)
+        return None, None
+    name = str(func.overloadpacket)
+    x = args[0]
+    known = _remembered(x) if name in _SELECTIONS and not _SCOPES else None
+    if known is not None:  # a mask routed in an MoE block, selected again after it (backward)
+        rows = known[0]
+        shape = (rows,) if name == "aten.masked_select" else (rows, x.dim())
+        return known[1], torch.empty(shape, dtype=x.dtype if name == "aten.masked_select" else torch.long,
+                                     device="meta")
+    if _SCOPES and (name in _SELECTIONS or (name == "aten._local_scalar_dense"
+                                            and not x.is_floating_point() and x.dtype != torch.bool)):
+        scope = _SCOPES[-1][0]
+        return scope.text, _routed(scope, name, args)
+    return name, f(args, kwargs)
+
+
+_SELECTIONS = ("aten.nonzero", "aten.argwhere", "aten.masked_select")
+
+
+def answer(func: Any, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    """``(True, output)`` when ``func`` is a data-dependent op on meta tensors, else ``(False, None)``."""
+    key, out = lookup(func, args, kwargs)
+    return key is not None, out
 
 
 _ZEROS = frozenset({"aten.zeros", "aten.zeros_like", "aten.new_zeros", "aten.zero_"})
@@ -205,5 +339,7 @@ def meta_kernels_assume_all() -> Any:
 
 
 def describe(counts: Counter) -> tuple[str, ...]:
-    """One line per assumption made, with how often: ``NMS: every box kept (x4)``."""
-    return tuple(f"{_WHAT.get(op, op)} (x{n})" for op, n in sorted(counts.items()))
+    """One line per assumption made, with how often: ``NMS: every box kept (x4)``; an MoE block's routing
+    once per distinct routing (its selections and reads are one assumption)."""
+    return tuple(op if op.startswith(ROUTING_PREFIX) else f"{_WHAT.get(op, op)} (x{n})"
+                 for op, n in sorted(counts.items()))

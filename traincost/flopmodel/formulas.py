@@ -1018,6 +1018,13 @@ def _sort(dim_at: int) -> Formula:
     return formula
 
 
+@_register("histc", "bincount")
+def _histogram(args, kwargs, out):
+    """A histogram: one bin index and one (atomic) add per input element; the bins written."""
+    x = _tensor(args[0], "histogram input")
+    return _cost(2 * x.numel, _read(args, kwargs), _nbytes(out), "reduction")
+
+
 _register("sort", "argsort", "median", "nanmedian")(_sort(1))
 _register("topk", "kthvalue")(_sort(2))
 _register("msort")(_sort(0))

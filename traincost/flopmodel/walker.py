@@ -153,14 +153,23 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         name = str(func.overloadpacket)
-        assumed, out = datadep.answer(func, args, kwargs)
-        if assumed:
-            self.assumed[name] += 1
+        assumed, out = datadep.lookup(func, args, kwargs)
+        if assumed is not None:
+            self.assumed[assumed] += 1
             if name == "aten._local_scalar_dense":  # a value read on the host: no kernel to record
                 return out
         else:
             fast = _FAST_META.get(func) or _FAST_FOREACH.get(func.overloadpacket)
-            out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+            try:
+                out = fast(*args, **kwargs) if fast is not None and _on_meta(args) else func(*args, **kwargs)
+            except NotImplementedError as exc:
+                if not _on_meta(args) and not any(t.is_meta for t in tree_flatten((args, kwargs))[0]
+                                                  if isinstance(t, torch.Tensor)):
+                    raise
+                raise ModelBuildError(
+                    f"{name} has no meta-device implementation (called in module {self._module() or '(model)'} "
+                    f"during {self.phase}): the walk cannot run it on shapes alone; "
+                    "replace the op in the model, or give it a meta kernel (torch.library.register_fake)") from exc
         datadep.carry(name, args, out)
         index = len(self.records)
         if name == "aten.convolution":
@@ -337,6 +346,9 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     owners = _NodeOwners(module_path)
     recorder = _Recorder(module_path, owners, ledger)
     modes = [(m, m.training) for m in model.modules()]
+    # functional_call's restore can leave a weight tied across several modules (T5's embeddings and head in
+    # transformers 4.x) bound to the walk's meta tensor: every module's own tensors are put back after
+    held = [(m, kind, dict(getattr(m, kind))) for m in model.modules() for kind in ("_parameters", "_buffers")]
     model.train()  # a training step: dropout on, batch norm on batch statistics, whatever the caller set
     try:
         with tracker, recorder, datadep.meta_kernels_assume_all():
@@ -365,6 +377,8 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     finally:
         for m, training in modes:
             m.training = training
+        for m, kind, tensors in held:
+            getattr(m, kind).update(tensors)
     memory = ledger.report([r.phase for r in recorder.records])
     n_params = sum(p.numel() for p in model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
