@@ -118,7 +118,7 @@ def _step_options(func: Any) -> Any:
 
 def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | None,
                    family_values: dict[str, str | None], input_dtype: str | None = None):
-    from traincost.flopmodel.arch import ArchSpec, resolve
+    from traincost.flopmodel.arch import ArchSpec
 
     given = {k: v for k, v in family_values.items() if v is not None}
     if spec_path is not None:
@@ -132,12 +132,9 @@ def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | 
                             input_shape if input_shape is not None else spec.input_shape,
                             input_dtype or spec.input_dtype)
         return spec
-    if model is None:
-        raise TraincostUsageError("missing MODEL (a family, a torchvision name, file.py:factory) or --spec FILE")
-    if given and model not in ("fc", "vgg", "resnet", "inception"):
-        raise TraincostUsageError(
-            f"--{next(iter(given)).replace('_', '-')} applies to the families fc, vgg, resnet, inception, not {model!r}")
-    return resolve(model, params=given, input_shape=input_shape, input_dtype=input_dtype)
+    from traincost.queries import resolve_named
+
+    return resolve_named(model, given, input_shape, input_dtype)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
