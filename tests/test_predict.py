@@ -325,11 +325,11 @@ def test_predict_signature_is_the_contract():
     sig = inspect.signature(traincost.predict)
     assert list(sig.parameters) == ["model", "device", "batch_size", "input_shape", "precision", "channels_last",
                                     "optimizer", "epochs", "dataset_size", "gpus", "nodes", "network", "correction",
-                                    "host", "price_per_hour", "prices"]
+                                    "host", "price_per_hour", "prices", "walker"]
     defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == {"input_shape": None, "precision": "fp32", "channels_last": False, "optimizer": "sgd",
                         "epochs": None, "dataset_size": None, "gpus": 1, "nodes": 1, "network": None,
-                        "correction": "auto", "host": None, "price_per_hour": None, "prices": None}
+                        "correction": "auto", "host": None, "price_per_hour": None, "prices": None, "walker": None}
     assert all(sig.parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(sig.parameters)[1:])
     assert "devices" in inspect.signature(traincost.compare).parameters
     for name in ("predict", "compare", "Estimate", "DeviceProfile"):

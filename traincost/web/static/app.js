@@ -46,7 +46,7 @@ function duration(s) {
 function usd(x) {
   if (x === null || x === undefined) return "-";
   if (x === 0) return "$0";
-  return x >= 100 ? "$" + num(x, 0) : x >= 1 ? "$" + num(x, 2) : "$" + num(x, 3);
+  return x >= 100 ? "$" + num(x, 0) : x >= 1 ? "$" + num(x, 2) : "$" + String(Number(x.toPrecision(2)));
 }
 function si(x, unit = "", base = 1000) {
   const p = ["", "K", "M", "G", "T", "P", "E"];
@@ -371,7 +371,7 @@ function renderChart(rows, isRun) {
   for (const p of [...pts].sort((a, b) => a.c.pareto - b.c.pareto)) {
     const cls = p.c.pareto ? "pt pareto" : p.c.fits ? "pt" : "pt nofit";
     const dot = el("svg:circle", {cx: xs.at(p.x), cy: ys.at(p.y), r: p.c.pareto ? 5.5 : 4, cls});
-    dot.append(el("svg:title", {text: `${p.c.device} · ${p.c.provider}: ${isRun ? duration(p.x * per) : ms(p.x * 1e3) + " ms"}, ` +
+    dot.append(el("svg:title", {text: `${p.c.device} · ${p.c.provider}: ${isRun ? duration(p.x * per) : ms(p.x) + " ms"}, ` +
       `${usd(p.y)}${p.c.fits ? "" : " (does not fit)"}`}));
     svg.append(dot);
   }
