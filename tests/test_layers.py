@@ -2,8 +2,10 @@
 
 Layers, lowest first: ``errors`` < ``flopmodel`` (the walk) < ``hardware`` (catalog, profiles) < ``calibrate``
 (microbenchmarks that produce profiles) < ``pricing`` (op table, timelines, data parallel, cost) < ``correction``
-(the learned residual) < ``api``/``decide`` (predict, compare, ranking) < ``sweeps`` (measured steps, datasets,
-fitting the residual) < ``reports`` (insights) < ``cli``. A module may import its own layer and the layers below.
+(the learned residual) < ``api``/``decide`` (predict, compare, ranking) < ``queries`` (predict and compare as the
+front ends take them) < ``sweeps`` (measured steps, datasets, fitting the residual) < ``reports`` (insights) <
+``cli``/``web`` (the two front ends: the command line, and the web app it serves). A module may import its own
+layer and the layers below.
 Also checked here: module size and that no tracked file names a path of the development machine.
 """
 
@@ -17,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "traincost"
-LAYERS = ["errors|version", "flopmodel", "hardware", "calibrate", "pricing", "correction", "api|decide", "sweeps", "reports",
-          "cli"]
+LAYERS = ["errors|version", "flopmodel", "hardware", "calibrate", "pricing", "correction", "api|decide", "queries",
+          "sweeps", "reports", "cli|web"]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group.split("|")}
 #: the formula registry is one table of per-op formulas: long by nature.
 MAX_LINES = 800

@@ -325,12 +325,12 @@ def test_predict_signature_is_the_contract():
     sig = inspect.signature(traincost.predict)
     assert list(sig.parameters) == ["model", "device", "batch_size", "input_shape", "precision", "channels_last",
                                     "optimizer", "epochs", "dataset_size", "gpus", "nodes", "network", "correction",
-                                    "host", "price_per_hour", "prices", "input_dtype", "seq_len"]
+                                    "host", "price_per_hour", "prices", "input_dtype", "seq_len", "walker"]
     defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == {"input_shape": None, "precision": "fp32", "channels_last": False, "optimizer": "sgd",
                         "epochs": None, "dataset_size": None, "gpus": 1, "nodes": 1, "network": None,
                         "correction": "auto", "host": None, "price_per_hour": None, "prices": None,
-                        "input_dtype": None, "seq_len": None}
+                        "input_dtype": None, "seq_len": None, "walker": None}
     assert all(sig.parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(sig.parameters)[1:])
     assert "devices" in inspect.signature(traincost.compare).parameters
     for name in ("predict", "compare", "Estimate", "DeviceProfile"):
@@ -677,3 +677,25 @@ def test_a_cpu_profile_of_another_cpu_model_is_named_in_the_notes(monkeypatch):
     assert measured_on in note and "Some Other CPU 9000" in note and "traincost calibrate --device cpu" in note
     assert note in traincost.predict("fc", device=cpu, batch_size=2, correction=False).notes
     assert api.foreign_cpu(dataclasses.replace(cpu, kind="cuda")) is None     # only CPUs: a GPU is named by its profile
+
+
+def test_a_walker_prices_a_kept_walk_as_a_new_walk_would(tiny):
+    spec = tiny["vgg"]
+    kept = api.walk_step(spec, batch_size=16, precision="bf16")
+    calls = []
+
+    def walker(model, **step):
+        calls.append(step)
+        return kept
+
+    fresh = traincost.compare(spec, devices=["L4", "A100"], batch_size=16, precision="bf16", dataset_size=1000)
+    again = traincost.compare(spec, devices=["L4", "A100"], batch_size=16, precision="bf16", dataset_size=1000,
+                              walker=walker)
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in fresh]
+    one = traincost.predict(spec, device="L4", batch_size=16, precision="bf16", walker=walker)
+    assert one.to_dict() == traincost.predict(spec, device="L4", batch_size=16, precision="bf16").to_dict()
+    assert len(calls) == 2 and calls[0]["batch_size"] == 16 and calls[0]["precision"] == "bf16"
+    with pytest.raises(TraincostUsageError, match=r"another step: batch_size=16 \(asked 32\)"):
+        traincost.predict(spec, device="L4", batch_size=32, precision="bf16", walker=walker)
+    with pytest.raises(TraincostUsageError, match="walker must return"):
+        traincost.predict(spec, device="L4", batch_size=16, walker=lambda model, **step: "a walk")

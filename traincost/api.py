@@ -216,6 +216,33 @@ def _walk(model: Any, *, batch_size: int, input_shape: Any, precision: str, chan
                  int(sum(result.bytes.values())), result.ops, exact, result.walk)
 
 
+def walk_step(model: Any, *, batch_size: int, input_shape: tuple[int, ...] | str | None = None,
+              precision: str = "fp32", channels_last: bool = False, optimizer: str = "sgd",
+              input_dtype: str | None = None, seq_len: int | None = None) -> _Step:
+    """The walk :func:`predict` and :func:`compare` price (model, batch, precision, layout, optimizer). A
+    ``walker`` that keeps its results prices the same step again, on other devices or runs, without walking."""
+    _check_common(precision, 1, None, None, batch_size)
+    return _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                 channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype, seq_len=seq_len)
+
+
+def _walked(walker: Any, model: Any, **step: Any) -> _Step:
+    """The step walked by ``walker`` (checked: a walk of this step), else a new walk."""
+    if walker is None:
+        return _walk(model, **step)
+    walked = walker(model, **step)
+    if not isinstance(walked, _Step):
+        raise TraincostUsageError(f"walker must return what traincost.api.walk_step returns, got "
+                                  f"{type(walked).__name__}")
+    table = walked.table
+    have = {"batch_size": table.batch_size, "precision": table.precision, "channels_last": table.channels_last,
+            "optimizer": table.optimizer}
+    differ = [f"{k}={have[k]!r} (asked {step[k]!r})" for k in have if have[k] != step[k]]
+    if differ:
+        raise TraincostUsageError(f"walker returned the walk of another step: {', '.join(differ)}")
+    return walked
+
+
 def _correction_source(correction: Any) -> Any:
     """``predict``'s ``correction`` argument as ``"auto"``, ``None`` (analytic only) or a fitted model
     (a path is loaded and checked now: a usage error before any walking)."""
@@ -543,7 +570,7 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
             network: str | None = None, correction: Any = "auto", host: Any = None,
             price_per_hour: float | None = None, prices: Any = None, input_dtype: str | None = None,
-            seq_len: int | None = None) -> Estimate:
+            seq_len: int | None = None, walker: Any = None) -> Estimate:
     """Predict one training step of ``model`` on ``device``, and the run when ``dataset_size`` is given.
 
     ``model``: a family/torchvision/timm name, ``hf:`` config, spec path, ``ArchSpec`` or ``nn.Module`` (as
@@ -562,6 +589,8 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     with the columns of ``traincost/data/prices.csv`` (or ``Price`` rows), replaces the table;
     ``price_per_hour`` (USD per GPU-hour, also for a CPU) overrides any table as provider ``"your price"``:
     the run costs ``total_s / 3600 x price x gpus`` (:func:`traincost.pricing.cost.price_table`).
+    ``walker``: how the step is walked, a function with the arguments of :func:`walk_step` returning its
+    result (a cache of walks, as the web app keeps); default :func:`walk_step`.
     Raises ``TraincostUsageError`` for an unknown device, a precision the device lacks (bf16 on a V100),
     or bad run parameters or prices; a batch that does not fit is still predicted (``fits=False``).
     """
@@ -571,8 +600,9 @@ def predict(model: Any, *, device: str | DeviceProfile, batch_size: int,
     _check_device(profile, precision, gpus)
     check_parallel(gpus, nodes, network)
     source = _correction_source(correction)
-    step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
-                 channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype, seq_len=seq_len)
+    step = _walked(walker, model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                   channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype,
+                   seq_len=seq_len)
     return data_parallel(step, profile, _estimate(step, profile, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
                                                   correction=source, prices=table),
                          gpus=gpus, nodes=nodes, network=network, prices=table)
@@ -584,14 +614,15 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
             dataset_size: int | None = None, gpus: int = 1, nodes: int = 1,
             network: str | None = None, correction: Any = "auto", host: Any = None,
             price_per_hour: float | None = None, prices: Any = None, input_dtype: str | None = None,
-            seq_len: int | None = None) -> list[Estimate]:
+            seq_len: int | None = None, walker: Any = None) -> list[Estimate]:
     """One :class:`Estimate` per device, in the order given, from ONE walk of the model.
 
     The walk depends on the model, batch and precision, not on the device: it is priced again for each
     device. ``devices``: a list (or a comma-separated string) of what :func:`predict` accepts. Every device
     is resolved and checked first: an unknown name or a precision a device lacks is one usage error naming
     them all. ``correction`` as in :func:`predict`, chosen per device; ``host`` as in :func:`predict`, for the
-    GPUs of the list. ``price_per_hour``, ``prices``, ``input_dtype`` and ``seq_len`` as in :func:`predict`.
+    GPUs of the list. ``price_per_hour``, ``prices``, ``input_dtype``, ``seq_len`` and ``walker`` as in
+    :func:`predict`, for every device.
     """
     _check_common(precision, gpus, epochs, dataset_size, batch_size)
     table = price_table(price_per_hour, prices)
@@ -626,8 +657,9 @@ def compare(model: Any, *, devices: Sequence[str | DeviceProfile] | str, batch_s
     if problems:
         raise TraincostUsageError("; ".join(problems))
     check_parallel(gpus, nodes, network)
-    step = _walk(model, batch_size=batch_size, input_shape=input_shape, precision=precision,
-                 channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype, seq_len=seq_len)
+    step = _walked(walker, model, batch_size=batch_size, input_shape=input_shape, precision=precision,
+                   channels_last=channels_last, optimizer=optimizer, input_dtype=input_dtype,
+                   seq_len=seq_len)
     out = [data_parallel(step, p, _estimate(step, p, epochs=epochs, dataset_size=dataset_size, gpus=gpus,
                                             exact_max_batch=False, correction=source, prices=table),
                          gpus=gpus, nodes=nodes, network=network, prices=table)

@@ -3,7 +3,7 @@
 :mod:`traincost.cli.app` holds the click group; importing the command modules registers their commands on it.
 """
 
-from traincost.cli import learn, measure, model  # noqa: F401  (register their commands on main)
+from traincost.cli import learn, measure, model, serve  # noqa: F401  (register their commands on main)
 from traincost.cli.app import main
 
 __all__ = ["main"]

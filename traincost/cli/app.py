@@ -121,7 +121,7 @@ def _step_options(func: Any) -> Any:
 def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | None,
                    family_values: dict[str, str | None], input_dtype: str | None = None,
                    seq_len: int | None = None):
-    from traincost.flopmodel.arch import ArchSpec, resolve, token_input
+    from traincost.flopmodel.arch import ArchSpec, token_input
 
     input_shape, input_dtype = token_input(seq_len, input_shape, input_dtype)
     given = {k: v for k, v in family_values.items() if v is not None}
@@ -136,13 +136,9 @@ def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | 
                             input_shape if input_shape is not None else spec.input_shape,
                             input_dtype or spec.input_dtype)
         return spec
-    if model is None:
-        raise TraincostUsageError("missing MODEL (a family, a torchvision name, timm:<name>, hf:<config.json>, "
-                                  "file.py:factory) or --spec FILE")
-    if given and model not in ("fc", "vgg", "resnet", "inception"):
-        raise TraincostUsageError(
-            f"--{next(iter(given)).replace('_', '-')} applies to the families fc, vgg, resnet, inception, not {model!r}")
-    return resolve(model, params=given, input_shape=input_shape, input_dtype=input_dtype)
+    from traincost.queries import resolve_named
+
+    return resolve_named(model, given, input_shape, input_dtype)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

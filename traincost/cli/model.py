@@ -19,6 +19,7 @@ from traincost.cli.app import (
     main,
 )
 from traincost.errors import TraincostUsageError
+from traincost.queries import check_run_options
 
 
 @main.command("count")
@@ -77,26 +78,9 @@ _MAX_MEMORY_GB = 2**20
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def gpus_command(as_json: bool) -> None:
     """List the GPU catalog: datasheet peaks, memory, bandwidth and the cheapest on-demand price."""
-    from traincost.hardware import catalog
-    from traincost.hardware.store import load_shipped_profiles
+    from traincost.queries import gpu_catalog
 
-    calibrated = {p.catalog_key for p in load_shipped_profiles() if p.source == "calibrated" and p.catalog_key}
-    prices_for = getattr(catalog, "prices_for", None)
-    rows = []
-    for g in catalog.load_gpus():
-        cheapest = None
-        if prices_for is not None:
-            prices = prices_for(g)
-            if prices:
-                p = prices[0]
-                cheapest = {"usd_per_gpu_hour": p.usd_per_gpu_hour, "provider": p.provider,
-                            "date": p.source_date, "source": p.source}
-        rows.append({
-            "name": g.name, "key": g.key, "fp32_tflops": g.fp32_tflops, "tf32_tflops": g.tf32_tflops,
-            "bf16_tflops": g.bf16_tflops, "fp16_tflops": g.fp16_tflops, "memory_gb": g.memory_gb,
-            "mem_bandwidth_gb_s": g.mem_bandwidth_gb_s, "sm_count": g.sm_count, "launch_year": g.launch_year,
-            "profile": "calibrated" if g.key in calibrated else "datasheet", "cheapest": cheapest,
-        })
+    rows = gpu_catalog()
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -117,16 +101,6 @@ def gpus_command(as_json: bool) -> None:
                       num(r["fp16_tflops"]), num(r["memory_gb"]), num(r["mem_bandwidth_gb_s"]), r["profile"],
                       f"{c['usd_per_gpu_hour']:.2f}" if c else "-", f"{c['provider']} ({c['date']})" if c else "-")
     Console(width=None if sys.stdout.isatty() else 140).print(table)
-
-
-def _check_run_options(epochs: float | None, dataset_size: int | None) -> None:
-    """--epochs and --dataset-size as usage errors naming the option (the library names the argument)."""
-    from traincost.api import MAX_EPOCHS
-
-    if epochs is not None and (not math.isfinite(epochs) or epochs <= 0 or epochs > MAX_EPOCHS):
-        raise TraincostUsageError(f"--epochs must be a positive number up to {MAX_EPOCHS:g}, got {epochs:g}")
-    if dataset_size is not None and dataset_size < 1:
-        raise TraincostUsageError(f"--dataset-size must be a positive integer (samples), got {dataset_size}")
 
 
 def _price_options(price_per_hour: float | None, prices: str | None, provider: str | None) -> Any:
@@ -219,7 +193,7 @@ def predict_command(model: str | None, spec_path: str | None, input_shape: str |
     """
     from traincost.api import predict, with_provider
 
-    _check_run_options(epochs, dataset_size)
+    check_run_options(epochs, dataset_size)
     table = _price_options(price_per_hour, prices_file, provider)
     spec = _resolve_model(model, spec_path, input_shape, family_values, input_dtype, seq_len)
     estimate = predict(spec, device=device, batch_size=batch_size, precision=precision,
@@ -268,18 +242,16 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
     and cheaper); rows that do not fit in memory are marked and left off the front. --sort time|cost.
     """
     from traincost.api import compare
-    from traincost.decide import choices, rank_choices
+    from traincost.queries import (
+        check_num_gpus,
+        compare_rows,
+        device_names,
+        ranked_comparison,
+    )
 
-    names = [d.strip() for d in devices.split(",") if d.strip()]
-    if not names:
-        raise TraincostUsageError("--gpus needs at least one device, e.g. --gpus \"A100,H100\"")
-    counts = [n for n in names if n.isdigit() and not _is_gpu_name(n)]  # "3090" is a GPU, "8" is not
-    if counts:
-        raise TraincostUsageError(f"--gpus {counts[0]!r}: --gpus is the list of GPU models to compare (e.g. "
-                                  f"--gpus \"A100,H100\"); use -n/--num-gpus {counts[0]} for GPUs per run")
-    if num_gpus < 1:
-        raise TraincostUsageError(f"--num-gpus must be a positive integer, got {num_gpus}")
-    _check_run_options(epochs, dataset_size)
+    names = device_names(devices)
+    check_num_gpus(num_gpus)
+    check_run_options(epochs, dataset_size)
     table = _price_options(price_per_hour, prices_file, provider)
     if plot_path is not None:
         _check_plot_path(Path(plot_path))
@@ -288,24 +260,13 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
                         channels_last=channels_last, optimizer=optimizer, epochs=epochs,
                         dataset_size=dataset_size, gpus=num_gpus, nodes=nodes, network=network, host=host,
                         prices=table)
-    if provider is not None:
-        estimates = _only_provider(estimates, provider)
-    ranked = rank_choices(choices(estimates), sort=sort)
-    best = {}
-    for c in ranked:
-        best.setdefault(c.estimate_index, c.rank)
-    order = sorted(range(len(estimates)), key=lambda i: best[i])
+    estimates, ranked, order = ranked_comparison(estimates, provider, sort)
     if plot_path is not None:
         from traincost.cli.render import pareto_plot
 
         pareto_plot(ranked, Path(plot_path), title=f"{estimates[0].model}: time vs cost")
     if as_json:
-        rows = []
-        for i in order:
-            mine = [c.to_dict() for c in ranked if c.estimate_index == i]
-            rows.append({**estimates[i].to_dict(), "pareto": any(c["pareto"] for c in mine), "rank": best[i],
-                         "ranking": mine})
-        click.echo(json.dumps(rows))
+        click.echo(json.dumps(compare_rows(estimates, ranked, order)))
         return
     from rich.console import Console
 
@@ -318,16 +279,6 @@ def compare_command(model: str | None, spec_path: str | None, input_shape: str |
         click.echo(f"wrote {plot_path}")
 
 
-def _is_gpu_name(name: str) -> bool:
-    from traincost.hardware.catalog import resolve_gpu
-
-    try:
-        resolve_gpu(name)
-    except TraincostUsageError:
-        return False
-    return True
-
-
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
@@ -337,21 +288,3 @@ def _check_plot_path(path: Path) -> None:
         raise TraincostUsageError(f"--plot {str(path)!r}: the file name must end in one of "
                                   f"{', '.join(_PLOT_SUFFIXES)}")
     _check_writable(path)
-
-
-def _only_provider(estimates: list[Any], provider: str) -> list[Any]:
-    """Keep only ``provider``'s price on every estimate; a usage error if no device has one from it."""
-    from traincost.api import with_quotes
-    from traincost.pricing.cost import PriceQuote
-
-    wanted = provider.strip().lower()
-    out, found = [], False
-    for e in estimates:
-        prices = [PriceQuote(**p) for p in e.prices if p["provider"].lower() == wanted]
-        found = found or bool(prices)
-        out.append(with_quotes(e, prices, provider=provider))
-    if not found:
-        known = sorted({p["provider"] for e in estimates for p in e.prices})
-        raise TraincostUsageError(f"no price from provider {provider!r} for these devices; providers with a "
-                                  f"price: {', '.join(known) or 'none'}")
-    return out
