@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip models the --csv file already holds")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
     names = _names(args.source)[: args.limit]
     rows = _read(args.csv) if args.csv is not None and args.resume else []
