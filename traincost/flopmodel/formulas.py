@@ -1235,7 +1235,7 @@ UPSAMPLE_BILINEAR_FLOPS = 8
 
 
 @_register("upsample_bilinear2d", "_upsample_bilinear2d_aa", "upsample_linear1d",
-           "upsample_trilinear3d", "upsample_bicubic2d")
+           "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bicubic2d_aa")
 def _upsample_interp(args, kwargs, out):
     return _cost(UPSAMPLE_BILINEAR_FLOPS * _out_numel(args, out), _read(args, kwargs),
                  _nbytes(out), "elementwise")
@@ -1243,6 +1243,7 @@ def _upsample_interp(args, kwargs, out):
 
 @_register("upsample_bilinear2d_backward", "upsample_linear1d_backward",
            "upsample_trilinear3d_backward", "upsample_bicubic2d_backward",
+           "_upsample_bilinear2d_aa_backward", "_upsample_bicubic2d_aa_backward",
            "upsample_nearest1d_backward", "upsample_nearest2d_backward",
            "upsample_nearest3d_backward", "_upsample_nearest_exact2d_backward",
            "reflection_pad2d_backward", "replication_pad2d_backward", "reflection_pad1d_backward",
