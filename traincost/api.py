@@ -379,9 +379,6 @@ def _estimate(step: _Step, profile: DeviceProfile, *, epochs: float | None, data
     other_cpu = foreign_cpu(profile)
     if other_cpu:
         notes.append(other_cpu)
-    assumed = getattr(step.walk, "assumptions", ())
-    if assumed:
-        notes.append("the walk assumed: " + "; ".join(assumed))
     exposed = float(tl.exposed_host_s.sum())
     comp = float(pricing.compute_s.sum())
     mem = float(pricing.memory_s.sum())
