@@ -28,6 +28,7 @@ BENCHMARKS: list[tuple[str, list[str], str | None]] = [
      r"^(==|gpu |overall|  with|  H200|    precision|[A-Z].* {2,}\d+ +median)"),
     ("Data parallel: public 4-32 GPU rows", ["benchmarks/multigpu.py"], None),
     ("Peak memory against 1678 steps measured on an H200", ["benchmarks/memory.py"], None),
+    ("Recurrent layers: fused against the per-step walk, and measured on this CPU", ["benchmarks/rnn.py"], None),
 ]
 TAIL_LINES = 12
 
