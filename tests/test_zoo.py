@@ -25,14 +25,12 @@ def _meta(*shape, dtype=torch.float32):
 
 
 def test_nonzero_of_an_unknown_mask_selects_every_element():
-    done, out = datadep.answer(torch.ops.aten.nonzero.default, (_meta(4, 5, dtype=torch.bool),), {})
-    assert done and out.shape == (20, 2) and out.dtype == torch.long
+    key, out = datadep.lookup(torch.ops.aten.nonzero.default, (_meta(4, 5, dtype=torch.bool),), {})
+    assert key == "aten.nonzero" and out.shape == (20, 2) and out.dtype == torch.long
 
 
 def test_a_sampler_mask_keeps_its_count_through_or_and_cat():
     """torchvision's BalancedPositiveNegativeSampler: zeros, ``mask[chosen] = 1``, then ``pos | neg``."""
-    from traincost.flopmodel.walker import _Recorder  # noqa: F401  (the mode that calls carry on every op)
-
     pos = _meta(2000, dtype=torch.uint8)
     datadep.carry("aten.zeros_like", (pos,), pos)
     datadep.carry("aten.index_put_", (pos, [_meta(128, dtype=torch.long)], _meta()), pos)
@@ -44,8 +42,8 @@ def test_a_sampler_mask_keeps_its_count_through_or_and_cat():
     assert datadep.selected(both) == 512
     two = _meta(4000, dtype=torch.uint8)
     datadep.carry("aten.cat", ([both, both],), two)
-    done, out = datadep.answer(torch.ops.aten.nonzero.default, (two,), {})
-    assert done and out.shape == (1024, 1)
+    key, out = datadep.lookup(torch.ops.aten.nonzero.default, (two,), {})
+    assert key == "aten.nonzero" and out.shape == (1024, 1)
 
 
 def test_clamped_levels_share_the_elements_evenly():
@@ -66,17 +64,17 @@ def test_clamped_levels_share_the_elements_evenly():
 def test_a_boolean_mask_index_takes_the_selected_rows():
     x, mask = _meta(10, 4), _meta(10, dtype=torch.bool)
     datadep.set_selected(mask, 3)
-    done, out = datadep.answer(torch.ops.aten.index.Tensor, (x, [mask]), {})
-    assert done and out.shape == (3, 4)
-    done, _ = datadep.answer(torch.ops.aten.index.Tensor, (x, [_meta(3, dtype=torch.long)]), {})
-    assert not done  # an integer index has a meta kernel: not an assumption
+    key, out = datadep.lookup(torch.ops.aten.index.Tensor, (x, [mask]), {})
+    assert key == "aten.index" and out.shape == (3, 4)
+    key, _ = datadep.lookup(torch.ops.aten.index.Tensor, (x, [_meta(3, dtype=torch.long)]), {})
+    assert key is None  # an integer index has a meta kernel: not an assumption
 
 
 def test_a_value_read_on_the_host_is_false_or_one():
     read = torch.ops.aten._local_scalar_dense.default
-    assert datadep.answer(read, (_meta(dtype=torch.bool),), {}) == (True, False)
-    assert datadep.answer(read, (_meta(dtype=torch.long),), {}) == (True, 1)
-    assert datadep.answer(read, (torch.ones(()),), {}) == (False, None)  # real tensors are not assumed
+    assert datadep.lookup(read, (_meta(dtype=torch.bool),), {}) == ("aten._local_scalar_dense", False)
+    assert datadep.lookup(read, (_meta(dtype=torch.long),), {}) == ("aten._local_scalar_dense", 1)
+    assert datadep.lookup(read, (torch.ones(()),), {}) == (None, None)  # real tensors are not assumed
 
 
 # ---------------------------------------------------------------------------------------------- torchvision families
@@ -167,3 +165,4 @@ def test_spec_round_trips_a_timm_name():
     spec = resolve("timm:resnet18")
     assert spec.to_dict()["model"] == "timm:resnet18"
     assert resolve(spec.to_dict()["model"]) == spec
+

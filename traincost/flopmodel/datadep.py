@@ -27,7 +27,7 @@ runs each expert once with its own weights.
 from __future__ import annotations
 
 import contextlib
-import weakref
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -38,12 +38,20 @@ from torch.overrides import TorchFunctionMode
 _aten = torch.ops.aten
 
 
-_COUNT = "_traincost_selected"  # attribute of a meta mask: how many of its elements are known to be set
+#: Attributes a meta tensor carries through the walk: how many of its elements are known to be set, the MoE
+#: routing that set that count (the assumption to state when the mask is selected again), the range of its values.
+_COUNT = "_traincost_selected"
+_ROUTED = "_traincost_routed"
+_RANGE = "_traincost_range"
+
+
+def _count(t: Any) -> int | None:
+    return getattr(t, _COUNT, None) if isinstance(t, torch.Tensor) else None
 
 
 def selected(mask: torch.Tensor) -> int:
     """Elements of ``mask`` taken as set: its known count, else all of them."""
-    known = getattr(mask, _COUNT, None)
+    known = _count(mask)
     return min(known, mask.numel()) if known is not None else mask.numel()
 
 
@@ -51,10 +59,6 @@ def set_selected(t: Any, n: int) -> None:
     """Say that ``n`` elements of the meta tensor ``t`` are non-zero (a no-op on real tensors)."""
     if isinstance(t, torch.Tensor) and t.is_meta:
         setattr(t, _COUNT, int(n))
-
-
-_set_count = set_selected
-_RANGE = "_traincost_range"  # attribute of a meta integer tensor: its values lie in [lo, hi]
 
 
 def _set_range(t: Any, lo: int, hi: int) -> None:
@@ -173,14 +177,11 @@ def leave(scope: Routing) -> None:
         mode.__exit__(None, None, None)
 
 
-#: id(mask) -> (the mask, weakly; elements selected; the routing's text): a mask answered in an MoE block
-#: selects as many elements again later, in the backward of ``x[mask]`` too, which runs after the block.
-_SELECTED: dict[int, tuple[weakref.ref, int, str]] = {}
-
-
 def _remembered(mask: torch.Tensor) -> tuple[int, str] | None:
-    known = _SELECTED.get(id(mask))
-    return (known[1], known[2]) if known is not None and known[0]() is mask else None
+    """``(elements, routing text)`` of a mask answered in an MoE block: it selects as many elements again
+    later, in the backward of ``x[mask]`` too, which runs after the block."""
+    text = getattr(mask, _ROUTED, None)
+    return (selected(mask), text) if text is not None else None
 
 
 def _selected(scope: Routing | None, mask: torch.Tensor) -> int:
@@ -196,10 +197,8 @@ def _selected(scope: Routing | None, mask: torch.Tensor) -> int:
         rows = scope.experts
     else:
         rows = min(scope.tokens_per_expert, mask.numel())
-    if len(_SELECTED) > 4096:
-        for key in [k for k, (ref, _, _) in _SELECTED.items() if ref() is None]:
-            del _SELECTED[key]
-    _SELECTED[id(mask)] = (weakref.ref(mask), rows, scope.text)
+    set_selected(mask, rows)
+    setattr(mask, _ROUTED, scope.text)
     return rows
 
 
@@ -241,7 +240,7 @@ def lookup(func: Any, args: tuple, kwargs: dict) -> tuple[str | None, Any]:
     What was assumed is the op's name, or an MoE scope's text for a selection made inside the block.
     """
     global _ANSWERS
-    if _ANSWERS is None or (_NMS_MISSING and "torchvision" in _loaded_namespaces()):
+    if _ANSWERS is None or (_NMS_MISSING and "torchvision" in sys.modules):
         _ANSWERS = _answers()
     if func in _MASK_INDEXED and len(args) > 1 and any(_is_mask(i) for i in args[1]):
         scope = _SCOPES[-1][0] if _SCOPES else None
@@ -269,12 +268,6 @@ def lookup(func: Any, args: tuple, kwargs: dict) -> tuple[str | None, Any]:
 _SELECTIONS = ("aten.nonzero", "aten.argwhere", "aten.masked_select")
 
 
-def answer(func: Any, args: tuple, kwargs: dict) -> tuple[bool, Any]:
-    """``(True, output)`` when ``func`` is a data-dependent op on meta tensors, else ``(False, None)``."""
-    key, out = lookup(func, args, kwargs)
-    return key is not None, out
-
-
 _ZEROS = frozenset({"aten.zeros", "aten.zeros_like", "aten.new_zeros", "aten.zero_"})
 _KEEP = frozenset({"aten._to_copy", "aten.clone", "aten.view", "aten._unsafe_view", "aten.reshape",
                    "aten.squeeze", "aten.unsqueeze", "aten.flatten", "aten.alias", "aten.detach",
@@ -283,50 +276,46 @@ _KEEP = frozenset({"aten._to_copy", "aten.clone", "aten.view", "aten._unsafe_vie
 
 def carry(name: str, args: tuple, out: Any) -> None:
     """Keep a mask's known count through the ops a sampler builds it with (see the module docstring)."""
+    first = args[0] if args else None
     if name in _ZEROS:
-        _set_count(out, 0)
+        set_selected(out, 0)
     elif name == "aten.index_put_" or name == "aten.index_put":
-        base, indices = args[0], args[1]
+        indices = args[1]
         if len(indices) == 1 and isinstance(indices[0], torch.Tensor) and not _is_mask(indices[0]) \
-                and getattr(base, _COUNT, None) is not None:
-            _set_count(out, min(getattr(base, _COUNT) + indices[0].numel(), base.numel()))
+                and _count(first) is not None:
+            set_selected(out, min(_count(first) + indices[0].numel(), first.numel()))
     elif name in ("aten.bitwise_or", "aten.logical_or", "aten.__or__"):
-        if all(isinstance(a, torch.Tensor) and getattr(a, _COUNT, None) is not None for a in args[:2]):
-            _set_count(out, sum(getattr(a, _COUNT) for a in args[:2]))
+        known = [_count(a) for a in args[:2]]
+        if None not in known:
+            set_selected(out, sum(known))
     elif name in ("aten.bitwise_and", "aten.logical_and", "aten.__and__"):
-        known = [getattr(a, _COUNT) for a in args[:2] if isinstance(a, torch.Tensor)
-                 and getattr(a, _COUNT, None) is not None]
+        known = [c for c in (_count(a) for a in args[:2]) if c is not None]
         if known:
-            _set_count(out, min(known))
+            set_selected(out, min(known))
     elif name in ("aten.gt", "aten.ne") and len(args) > 1 and isinstance(args[1], (int, float)) \
-            and args[1] == 0 and getattr(args[0], _COUNT, None) is not None:
-        _set_count(out, getattr(args[0], _COUNT))    # labels > 0: the positives of a labelled sample
+            and args[1] == 0 and _count(first) is not None:
+        set_selected(out, _count(first))    # labels > 0: the positives of a labelled sample
     elif name == "aten.clamp" and len(args) >= 3 and all(isinstance(v, int) for v in args[1:3]):
         _set_range(out, args[1], args[2])
     elif name in ("aten.sub", "aten.add") and len(args) >= 2 and isinstance(args[1], int) \
-            and getattr(args[0], _RANGE, None) is not None:
-        lo, hi = getattr(args[0], _RANGE)
+            and getattr(first, _RANGE, None) is not None:
+        lo, hi = getattr(first, _RANGE)
         shift = -args[1] if name == "aten.sub" else args[1]
         _set_range(out, lo + shift, hi + shift)
     elif name == "aten.eq" and len(args) >= 2 and isinstance(args[1], int) \
-            and getattr(args[0], _RANGE, None) is not None:
-        lo, hi = getattr(args[0], _RANGE)
-        _set_count(out, args[0].numel() // (hi - lo + 1) if lo <= args[1] <= hi else 0)
+            and getattr(first, _RANGE, None) is not None:
+        lo, hi = getattr(first, _RANGE)
+        set_selected(out, first.numel() // (hi - lo + 1) if lo <= args[1] <= hi else 0)
     elif name == "aten.cat":
-        parts = args[0]
-        if parts and all(getattr(t, _COUNT, None) is not None for t in parts):
-            _set_count(out, sum(getattr(t, _COUNT) for t in parts))
-    elif name in _KEEP and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) \
-            and out.numel() == args[0].numel():
-        if getattr(args[0], _COUNT, None) is not None:
-            _set_count(out, getattr(args[0], _COUNT))
-        if getattr(args[0], _RANGE, None) is not None and not out.is_floating_point():
-            _set_range(out, *getattr(args[0], _RANGE))
-
-
-def _loaded_namespaces() -> set[str]:
-    import sys
-    return {"torchvision"} if "torchvision" in sys.modules else set()
+        known = [_count(t) for t in first]
+        if known and None not in known:
+            set_selected(out, sum(known))
+    elif name in _KEEP and isinstance(first, torch.Tensor) and isinstance(out, torch.Tensor) \
+            and out.numel() == first.numel():
+        if _count(first) is not None:
+            set_selected(out, _count(first))
+        if getattr(first, _RANGE, None) is not None and not out.is_floating_point():
+            _set_range(out, *getattr(first, _RANGE))
 
 
 def meta_kernels_assume_all() -> Any:
