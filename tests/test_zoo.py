@@ -166,3 +166,13 @@ def test_spec_round_trips_a_timm_name():
     assert spec.to_dict()["model"] == "timm:resnet18"
     assert resolve(spec.to_dict()["model"]) == spec
 
+
+def test_multi_scale_detector_walks_the_same_step_and_leaves_the_generator_alone():
+    """Keypoint R-CNN trains at a random size of 640-800 px, drawn on the host: the walk draws from its own
+    seeded generator, so two walks agree and the caller's generator is untouched."""
+    before = torch.random.get_rng_state()
+    first = traincost.count("keypointrcnn_resnet50_fpn", batch_size=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.rand(3)  # the caller's generator moves on; the walk does not follow it
+    second = traincost.count("keypointrcnn_resnet50_fpn", batch_size=1)
+    assert first.flops == second.flops and first.walk.sample_shape == second.walk.sample_shape

@@ -10,6 +10,7 @@ price from :mod:`traincost.flopmodel.formulas`; the storages it creates and free
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -351,7 +352,7 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     held = [(m, kind, dict(getattr(m, kind))) for m in model.modules() for kind in ("_parameters", "_buffers")]
     model.train()  # a training step: dropout on, batch norm on batch statistics, whatever the caller set
     try:
-        with tracker, recorder, datadep.meta_kernels_assume_all():
+        with tracker, recorder, datadep.meta_kernels_assume_all(), _fixed_host_rng():
             with owners, CudaOpMode(config.autocast_dtype):
                 output = torch.func.functional_call(model, {**params, **buffers}, args, kwargs)
                 loss = inputs.loss(output, config.batch_size, input_dtype)
@@ -385,6 +386,16 @@ def walk(model: nn.Module, sample_shape: tuple[int, ...], config: StepConfig,
     return Walk(records=tuple(recorder.records), config=config, sample_shape=tuple(sample_shape),
                 params=n_params, param_bytes=param_bytes, memory=memory,
                 assumptions=inputs.assumes + datadep.describe(recorder.assumed))
+
+
+@contextlib.contextmanager
+def _fixed_host_rng() -> Any:
+    """The CPU random generator forked and seeded for the walk: a model that draws on the host in its
+    forward (a detector's multi-scale training picks its image size with ``torch.empty(1).uniform_()``) walks
+    the same step every time, and the caller's generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
 
 
 def _grad_scaler_ops(grads: list[torch.Tensor]) -> None:
