@@ -132,9 +132,7 @@ def _resolve_model(model: str | None, spec_path: str | None, input_shape: str | 
             raise TraincostUsageError(f"--spec carries its own parameters; do not pass --{next(iter(given)).replace('_', '-')}")
         spec = ArchSpec.from_file(spec_path)
         if input_shape is not None or input_dtype is not None:
-            spec = ArchSpec(spec.kind, spec.name, spec.params,
-                            input_shape if input_shape is not None else spec.input_shape,
-                            input_dtype or spec.input_dtype)
+            spec = spec.with_input(input_shape, input_dtype)
         return spec
     from traincost.queries import resolve_named
 

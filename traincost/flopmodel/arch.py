@@ -98,6 +98,13 @@ class ArchSpec:
             return self.name
         return self.name + "(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items()) + ")"
 
+    def with_input(self, input_shape: Any = None, input_dtype: str | None = None) -> "ArchSpec":
+        """This description with the per-sample input shape and/or dtype given (``None``: its own), validated
+        again: the form a ``--spec`` file takes with ``--input-shape`` or ``--input-dtype`` beside it."""
+        return ArchSpec(self.kind, self.name, self.params,
+                        input_shape if input_shape is not None else self.input_shape,
+                        input_dtype or self.input_dtype)
+
     def family_params(self) -> families.Params:
         return families.parse_params(self.name, self.params)
 

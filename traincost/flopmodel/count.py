@@ -53,9 +53,7 @@ def load_model(model: ModelLike, input_shape: tuple[int, ...] | str | None = Non
     else:
         raise SpecError(f"model must be a name, spec path, ArchSpec or nn.Module, got {type(model).__name__}")
     if (input_shape is not None and spec.input_shape is None) or input_dtype is not None:
-        spec = ArchSpec(spec.kind, spec.name, spec.params,
-                        input_shape if input_shape is not None else spec.input_shape,
-                        input_dtype or spec.input_dtype)
+        spec = spec.with_input(input_shape, input_dtype)
     module = spec.build()
     return LoadedModel(module, spec.sample_shape(module), getattr(torch, spec.input_dtype), spec.label, spec,
                        spec.training_inputs())

@@ -186,7 +186,6 @@ def _checked(field: str, check: Callable[..., Any], *args: Any) -> Any:
 def model_spec(model: str | None, spec_text: str | None, family_values: Mapping[str, str],
                input_shape: str | None, input_dtype: str | None) -> Any:
     """The architecture to walk: a name with family parameters, or a spec's JSON text; never user code."""
-    from traincost.flopmodel.arch import ArchSpec
     from traincost.queries import resolve_named
 
     if spec_text is not None and spec_text.strip():
@@ -197,9 +196,7 @@ def model_spec(model: str | None, spec_text: str | None, family_values: Mapping[
             raise WebError(400, f"--spec carries its own parameters; do not pass --{first.replace('_', '-')}", first)
         spec = spec_from_text(spec_text, "spec")
         if input_shape is not None or input_dtype is not None:
-            spec = _checked("input_shape", lambda: ArchSpec(
-                spec.kind, spec.name, spec.params, input_shape if input_shape is not None else spec.input_shape,
-                input_dtype or spec.input_dtype))
+            spec = _checked("input_shape", spec.with_input, input_shape, input_dtype)
     else:
         if model:
             check_model_name(model)
