@@ -10,6 +10,7 @@ downloaded: ``weights=None, weights_backbone=None``. Quantized models train as t
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import warnings
 from typing import Any
@@ -39,6 +40,7 @@ def torchvision() -> Any:
     return tv
 
 
+@functools.lru_cache(maxsize=None)
 def family_of(name: str) -> str:
     """``classification``, ``segmentation``, ``detection``, ``video``, ``optical_flow`` or ``quantization``."""
     tv = torchvision()
